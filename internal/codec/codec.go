@@ -1,0 +1,203 @@
+package codec
+
+import (
+	"bytes"
+	"encoding"
+	"fmt"
+	"reflect"
+	"sync"
+
+	"github.com/fxamacker/cbor/v2"
+)
+
+// Limits applied to CBOR input by Decode (and to output by Append), so that
+// hostile or corrupt bytes give an error instead of exhausting memory or
+// the stack.
+const (
+	// MaxEncodedLen is the largest encoded message, in bytes, that Append
+	// produces and Decode accepts (it also bounds every byte or text string).
+	MaxEncodedLen = 64 << 20
+	// MaxElements is the largest element count of one CBOR array, and the
+	// largest pair count of one map.
+	MaxElements = 1 << 24
+	// MaxDepth is the deepest nesting of arrays, maps and tags.
+	MaxDepth = 32
+)
+
+// Codec encodes and decodes values of type T to and from bytes. Get one with
+// For. A Codec is a small immutable value: copy it freely and use it from
+// any number of goroutines at once.
+//
+// Fixed-size pointer-free types (bool, integers, floats, complex numbers,
+// and arrays and structs of those) that do not implement
+// encoding.BinaryMarshaler travel as their raw in-memory bytes: no
+// reflection per call, and an encoded value is exactly unsafe.Sizeof(T)
+// bytes. Every other type travels as CBOR (RFC 8949); a type implementing
+// encoding.BinaryMarshaler and encoding.BinaryUnmarshaler (such as
+// *shm.Array) travels as a CBOR byte string holding its MarshalBinary
+// output.
+type Codec[T any] struct {
+	p *plan
+}
+
+// plan is what For decides once per type.
+type plan struct {
+	raw   bool
+	size  int       // unsafe.Sizeof(T) for raw types
+	bools []uintptr // offsets of bool bytes in raw types
+}
+
+var (
+	plans sync.Map // reflect.Type -> *plan
+
+	encMode cbor.UserBufferEncMode
+	decMode cbor.DecMode
+)
+
+func init() {
+	var err error
+	encMode, err = cbor.EncOptions{}.UserBufferEncMode()
+	if err != nil {
+		panic("codec: invariant broken: default CBOR encoding options rejected: " + err.Error())
+	}
+	decMode, err = cbor.DecOptions{
+		MaxNestedLevels:  MaxDepth,
+		MaxArrayElements: MaxElements,
+		MaxMapPairs:      MaxElements,
+	}.DecMode()
+	if err != nil {
+		panic("codec: invariant broken: CBOR decoding limits rejected: " + err.Error())
+	}
+}
+
+// For returns the Codec for T. The choice between raw bytes and CBOR is made
+// once per type and cached, so For is cheap to call repeatedly.
+func For[T any]() Codec[T] {
+	return Codec[T]{p: planOf(reflect.TypeFor[T]())}
+}
+
+// Raw reports whether c encodes values as their raw fixed-size bytes rather
+// than as CBOR.
+func (c Codec[T]) Raw() bool { return c.plan().raw }
+
+func (c Codec[T]) plan() *plan {
+	if c.p != nil {
+		return c.p
+	}
+	return planOf(reflect.TypeFor[T]())
+}
+
+// Append appends the encoding of v to dst and returns the extended slice.
+// It fails only for CBOR types: a value CBOR cannot represent (a channel, a
+// function, a failing MarshalBinary) or an encoding over MaxEncodedLen.
+func (c Codec[T]) Append(dst []byte, v T) ([]byte, error) {
+	p := c.plan()
+	if p.raw {
+		return append(dst, rawBytes(&v, p.size)...), nil
+	}
+	start := len(dst)
+	buf := bytes.NewBuffer(dst)
+	if err := encMode.MarshalToBuffer(v, buf); err != nil {
+		return dst, fmt.Errorf("encode %v: %w", reflect.TypeFor[T](), err)
+	}
+	out := buf.Bytes()
+	if len(out)-start > MaxEncodedLen {
+		return dst, fmt.Errorf("encode %v: %d bytes: %w", reflect.TypeFor[T](), len(out)-start, ErrTooLarge)
+	}
+	return out, nil
+}
+
+// Decode decodes b, one whole encoded value, into *v. The input is treated
+// as hostile: a wrong length, trailing bytes, malformed CBOR, or input over
+// the limits (MaxEncodedLen, MaxElements, MaxDepth) gives an error, never a
+// panic. On error *v may be partly written. Decode does not retain b.
+func (c Codec[T]) Decode(b []byte, v *T) error {
+	p := c.plan()
+	if p.raw {
+		if len(b) != p.size {
+			return fmt.Errorf("decode %v: got %d bytes, want %d: %w", reflect.TypeFor[T](), len(b), p.size, ErrLength)
+		}
+		for _, off := range p.bools {
+			if b[off] > 1 {
+				return fmt.Errorf("decode %v: byte %d is %#x: %w", reflect.TypeFor[T](), off, b[off], ErrInvalidBool)
+			}
+		}
+		copy(rawBytes(v, p.size), b)
+		return nil
+	}
+	if len(b) > MaxEncodedLen {
+		return fmt.Errorf("decode %v: %d bytes: %w", reflect.TypeFor[T](), len(b), ErrTooLarge)
+	}
+	if err := decMode.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("decode %v: %w", reflect.TypeFor[T](), err)
+	}
+	return nil
+}
+
+var (
+	binaryMarshaler   = reflect.TypeFor[encoding.BinaryMarshaler]()
+	binaryUnmarshaler = reflect.TypeFor[encoding.BinaryUnmarshaler]()
+)
+
+// planOf returns the cached plan for t, computing it on first use.
+func planOf(t reflect.Type) *plan {
+	if p, ok := plans.Load(t); ok {
+		return p.(*plan)
+	}
+	p := &plan{}
+	if t != nil && !marshals(t) {
+		if bools, ok := rawBools(t, 0, nil); ok {
+			p.raw, p.size, p.bools = true, int(t.Size()), bools
+		}
+	}
+	actual, _ := plans.LoadOrStore(t, p)
+	return actual.(*plan)
+}
+
+// marshals reports whether t (or *t) has its own binary encoding, which the
+// raw path would bypass.
+func marshals(t reflect.Type) bool {
+	pt := reflect.PointerTo(t)
+	return t.Implements(binaryMarshaler) || pt.Implements(binaryMarshaler) ||
+		t.Implements(binaryUnmarshaler) || pt.Implements(binaryUnmarshaler)
+}
+
+// rawBools reports whether t is fixed-size and pointer-free and, if so,
+// appends to bools the offsets (relative to base) of its bool bytes.
+func rawBools(t reflect.Type, base uintptr, bools []uintptr) ([]uintptr, bool) {
+	switch t.Kind() {
+	case reflect.Bool:
+		return append(bools, base), true
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
+		reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128:
+		return bools, true
+	case reflect.Array:
+		if t.Len() == 0 {
+			return bools, true
+		}
+		elem := t.Elem()
+		inner, ok := rawBools(elem, 0, nil)
+		if !ok {
+			return nil, false
+		}
+		if len(inner) > 0 {
+			for i := range t.Len() {
+				for _, off := range inner {
+					bools = append(bools, base+uintptr(i)*elem.Size()+off)
+				}
+			}
+		}
+		return bools, true
+	case reflect.Struct:
+		for i := range t.NumField() {
+			f := t.Field(i)
+			var ok bool
+			if bools, ok = rawBools(f.Type, base+f.Offset, bools); !ok {
+				return nil, false
+			}
+		}
+		return bools, true
+	}
+	return nil, false
+}
