@@ -1,0 +1,240 @@
+package ipc
+
+import (
+	"context"
+	"os"
+	"sync/atomic"
+	"time"
+)
+
+const (
+	queueMagic   = 0x55514d50 // "PMQU"
+	queueVersion = 1
+
+	defaultLanes = 8
+	maxLanes     = 1024
+)
+
+// queueLayout heads a lanes area: geometry written once, then the event
+// count the consumer sleeps on (producers bump it), on its own line.
+type queueLayout struct {
+	magic      atomic.Uint32 // stored last by newLanes
+	version    atomic.Uint32
+	lanes      atomic.Uint32
+	laneStride atomic.Uint32 // bytes from one lane's owner line to the next
+	closed     atomic.Uint32
+	_          [lineSize - 5*4]byte
+
+	ev eventWords
+	_  [lineSize - 8]byte
+}
+
+// laneLayout is one lane's owner line; the lane's Ring follows it.
+type laneLayout struct {
+	owner atomic.Uint32 // pid of the producing process, 0 when free
+	_     [lineSize - 4]byte
+}
+
+const queueHeaderSize = 2 * lineSize
+
+// lanes is a many-producer, single-consumer queue of byte messages: one SPSC
+// Ring per producer process. A producer claims a free lane by CAS of its pid
+// into the lane's owner word, so no producer ever writes where another may;
+// a producer killed at any instruction leaves its lane holding only whole
+// messages, which the consumer still delivers, and its lane can be reclaimed
+// once its pid is dead. Callers serialise producers of one process and the
+// consumer (Queue does, with mutexes).
+type lanes struct {
+	l      *queueLayout
+	owners []*laneLayout
+	rings  []*Ring
+	mine   int // lane this process produces into; -1 before the first put
+	next   int // consumer's round-robin start
+	spin   time.Duration
+}
+
+func lanesSize(n int, cfg *RingConfig) int {
+	rs := RingSize(cfg)
+	if rs < 0 || n <= 0 || n > maxLanes {
+		return -1
+	}
+	return queueHeaderSize + n*(lineSize+rs)
+}
+
+func newLanes(mem []byte, n int, cfg *RingConfig) (*lanes, error) {
+	size := lanesSize(n, cfg)
+	if size < 0 || len(mem) < size {
+		return nil, ErrLayout
+	}
+	l := view[queueLayout](mem)
+	if l == nil {
+		return nil, ErrLayout
+	}
+	l.magic.Store(0)
+	stride := lineSize + RingSize(cfg)
+	for i := range n {
+		lane := mem[queueHeaderSize+i*stride:]
+		view[laneLayout](lane).owner.Store(0)
+		if _, err := NewRing(lane[lineSize:stride], cfg); err != nil {
+			return nil, err
+		}
+	}
+	l.version.Store(queueVersion)
+	l.lanes.Store(uint32(n))
+	l.laneStride.Store(uint32(stride))
+	l.closed.Store(0)
+	l.ev = eventWords{}
+	l.magic.Store(queueMagic)
+	return attachLanes(mem)
+}
+
+// attachLanes validates the header and every lane's ring as hostile input.
+func attachLanes(mem []byte) (*lanes, error) {
+	l := view[queueLayout](mem)
+	if l == nil {
+		return nil, ErrLayout
+	}
+	if l.magic.Load() != queueMagic || l.version.Load() != queueVersion {
+		return nil, ErrCorrupt
+	}
+	n, stride := int(l.lanes.Load()), int(l.laneStride.Load())
+	if n <= 0 || n > maxLanes || stride < lineSize+ringHeaderSize || stride%lineSize != 0 {
+		return nil, ErrCorrupt
+	}
+	if len(mem) < queueHeaderSize+n*stride {
+		return nil, ErrLayout
+	}
+	q := &lanes{l: l, mine: -1, spin: defaultSpin}
+	for i := range n {
+		lane := mem[queueHeaderSize+i*stride : queueHeaderSize+(i+1)*stride]
+		r, err := AttachRing(lane[lineSize:])
+		if err != nil {
+			return nil, err
+		}
+		q.owners = append(q.owners, view[laneLayout](lane))
+		q.rings = append(q.rings, r)
+	}
+	return q, nil
+}
+
+// claim finds this process a lane: a free one, else one whose owner died.
+func (q *lanes) claim() error {
+	pid := uint32(os.Getpid())
+	for i, o := range q.owners {
+		if o.owner.Load() == pid || o.owner.CompareAndSwap(0, pid) {
+			q.mine = i
+			return nil
+		}
+	}
+	for i, o := range q.owners {
+		old := o.owner.Load()
+		if old != 0 && !processAlive(int(old)) && o.owner.CompareAndSwap(old, pid) {
+			// The dead owner's committed messages stay in the ring ahead of
+			// ours; whatever it half-wrote past the tail is overwritten.
+			q.mine = i
+			return nil
+		}
+	}
+	return ErrNoLane
+}
+
+// release gives this process's lane back; messages in it are still delivered.
+func (q *lanes) release() {
+	if q.mine >= 0 {
+		q.owners[q.mine].owner.CompareAndSwap(uint32(os.Getpid()), 0)
+		q.mine = -1
+	}
+}
+
+func (q *lanes) put(ctx context.Context, msg []byte, block bool) error {
+	if q.mine < 0 {
+		if err := q.claim(); err != nil {
+			return err
+		}
+	}
+	r := q.rings[q.mine]
+	var err error
+	if block {
+		err = r.Put(ctx, msg)
+	} else {
+		err = r.TryPut(msg)
+	}
+	if err == nil {
+		q.l.ev.notify()
+	}
+	return err
+}
+
+// tryGet takes one message from the first non-empty lane after the last one
+// served (round-robin, so one busy producer cannot starve the others).
+func (q *lanes) tryGet(dst []byte) ([]byte, error) {
+	closed := q.l.closed.Load() != 0
+	n := len(q.rings)
+	for k := range n {
+		i := (q.next + k) % n
+		out, st := q.rings[i].get(dst)
+		switch st {
+		case opDone:
+			q.next = i + 1
+			return out, nil
+		case opCorrupt:
+			return dst, ErrCorrupt
+		}
+	}
+	if closed {
+		return dst, os.ErrClosed
+	}
+	return dst, ErrEmpty
+}
+
+// get blocks until a message arrives in any lane, the queue is closed and
+// drained, or ctx is done.
+func (q *lanes) get(ctx context.Context, dst []byte) ([]byte, error) {
+	out, err := q.tryGet(dst)
+	if err != ErrEmpty {
+		return out, err
+	}
+	var got bool
+	spinUntil(q.spin, func() bool {
+		out, err = q.tryGet(dst)
+		got = err != ErrEmpty
+		return got
+	})
+	if got {
+		return out, err
+	}
+	ev := &q.l.ev
+	var stop func() bool
+	defer func() {
+		if stop != nil {
+			stop()
+		}
+	}()
+	for {
+		key := ev.prepare()
+		if out, err := q.tryGet(dst); err != ErrEmpty {
+			ev.cancel()
+			return out, err
+		}
+		if err := ctxErr(ctx); err != nil {
+			ev.cancel()
+			return dst, err
+		}
+		if stop == nil && ctx.Done() != nil {
+			stop = context.AfterFunc(ctx, ev.wakeAll)
+		}
+		d, _ := sliceFor(ctx)
+		if err := ev.sleep(key, d); err != nil && err != errTimedOut {
+			return dst, err
+		}
+	}
+}
+
+// close marks the queue and every lane closed and wakes everyone.
+func (q *lanes) close() {
+	q.l.closed.Store(1)
+	for _, r := range q.rings {
+		r.Close()
+	}
+	q.l.ev.wakeAll()
+}

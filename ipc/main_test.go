@@ -1,0 +1,231 @@
+package ipc
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mproc/mproc/internal/leakcheck"
+	"github.com/mproc/mproc/shm"
+)
+
+// childEnv selects a child mode when this test binary is re-executed.
+const childEnv = "MPROC_IPC_CHILD"
+
+func TestMain(m *testing.M) {
+	if mode := os.Getenv(childEnv); mode != "" {
+		if err := runChild(mode); err != nil {
+			fmt.Fprintf(os.Stderr, "child %s: %v\n", mode, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	code := m.Run()
+	if err := leakcheck.Check(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		code = 1
+	}
+	os.Exit(code)
+}
+
+// item is what queue producers send.
+type item struct {
+	Producer int32
+	Seq      int64
+}
+
+func envInt(name string) int {
+	v, _ := strconv.Atoi(os.Getenv(name))
+	return v
+}
+
+// childSegment attaches the segment the parent passed as MPROC_IPC_FD.
+func childSegment() (*shm.Segment, error) {
+	return shm.OpenFD(envInt("MPROC_IPC_FD"))
+}
+
+func runChild(mode string) error {
+	ctx := context.Background()
+	seg, err := childSegment()
+	if err != nil {
+		return err
+	}
+	defer seg.Close()
+	switch mode {
+	case "queue-producer":
+		// Put N items (forever if N is 0) tagged with ID.
+		b, _ := hex.DecodeString(os.Getenv("MPROC_IPC_QUEUE"))
+		var q Queue[item]
+		if err := q.UnmarshalBinary(b); err != nil {
+			return err
+		}
+		id, n := int32(envInt("MPROC_IPC_ID")), int64(envInt("MPROC_IPC_N"))
+		for i := int64(0); n == 0 || i < n; i++ {
+			if err := q.Put(ctx, item{id, i}); err != nil {
+				return fmt.Errorf("put %d: %w", i, err)
+			}
+		}
+		return q.Detach()
+	case "ring-echo":
+		// Echo every message of ring A back on ring B until A closes.
+		a, b, err := childRings(seg)
+		if err != nil {
+			return err
+		}
+		if os.Getenv("MPROC_IPC_SLEEP") != "" {
+			a.SetSpin(0)
+		}
+		buf := make([]byte, 0, a.MaxMessage())
+		for {
+			buf, err = a.Get(ctx, buf)
+			if errors.Is(err, os.ErrClosed) {
+				return b.Close()
+			}
+			if err != nil {
+				return err
+			}
+			if err := b.Put(ctx, buf); err != nil {
+				return err
+			}
+		}
+	case "ring-sink":
+		// Drain ring A until closed, then report the count and byte total on B.
+		a, b, err := childRings(seg)
+		if err != nil {
+			return err
+		}
+		buf := make([]byte, 0, a.MaxMessage())
+		var n, total uint64
+		for {
+			buf, err = a.Get(ctx, buf)
+			if errors.Is(err, os.ErrClosed) {
+				return b.Put(ctx, []byte(fmt.Sprintf("%d %d", n, total)))
+			}
+			if err != nil {
+				return err
+			}
+			n++
+			total += uint64(len(buf))
+		}
+	case "ring-exit":
+		// Attach, then exit at once: the parent's blocked Put must notice.
+		_, _, err := childRings(seg)
+		return err
+	case "uds-echo":
+		f := os.NewFile(uintptr(envInt("MPROC_IPC_SOCK")), "sock")
+		c, err := net.FileConn(f)
+		f.Close()
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		buf := make([]byte, envInt("MPROC_IPC_SIZE"))
+		for {
+			if _, err := readFull(c, buf); err != nil {
+				return nil // parent closed
+			}
+			if _, err := c.Write(buf); err != nil {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("unknown child mode %q", mode)
+}
+
+func readFull(c net.Conn, b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
+		m, err := c.Read(b[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// twoRings lays out ring A (parent to child) and ring B (child to parent)
+// back to back in one segment, as pool does per worker.
+func twoRings(seg *shm.Segment, cfg *RingConfig) (a, b *Ring, err error) {
+	n := RingSize(cfg)
+	mem := seg.Bytes()
+	if a, err = NewRing(mem[:n], cfg); err != nil {
+		return nil, nil, err
+	}
+	if b, err = NewRing(mem[n:2*n], cfg); err != nil {
+		return nil, nil, err
+	}
+	return a, b, nil
+}
+
+func childRings(seg *shm.Segment) (a, b *Ring, err error) {
+	n := envInt("MPROC_IPC_RINGSIZE")
+	mem := seg.Bytes()
+	if a, err = AttachRing(mem[:n]); err != nil {
+		return nil, nil, err
+	}
+	if b, err = AttachRing(mem[n : 2*n]); err != nil {
+		return nil, nil, err
+	}
+	a.SetPeer(os.Getppid())
+	b.SetPeer(os.Getppid())
+	return a, b, nil
+}
+
+// mustSegment creates a segment closed at cleanup.
+func mustSegment(tb testing.TB, size int) *shm.Segment {
+	tb.Helper()
+	seg, err := shm.New("ipctest", size)
+	if err != nil {
+		tb.Fatalf("shm.New: %v", err)
+	}
+	tb.Cleanup(func() { seg.Close() })
+	return seg
+}
+
+// startChild re-executes the test binary in mode with seg inherited and
+// extra environment; the child is killed and reaped at cleanup.
+func startChild(tb testing.TB, mode string, seg *shm.Segment, env ...string) *exec.Cmd {
+	tb.Helper()
+	cmd := exec.Command("/proc/self/exe", "-test.run=^$", "-test.bench=^$")
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	fd := seg.AddToCmd(cmd)
+	cmd.Env = append(os.Environ(), childEnv+"="+mode, "MPROC_IPC_FD="+strconv.Itoa(fd))
+	cmd.Env = append(cmd.Env, env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		tb.Fatalf("start child: %v", err)
+	}
+	tb.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	return cmd
+}
+
+// waitChild waits for cmd with a deadline and fails on a non-zero exit.
+func waitChild(tb testing.TB, cmd *exec.Cmd) {
+	tb.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			tb.Errorf("child %d: %v", cmd.Process.Pid, err)
+		}
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		tb.Errorf("child %d still running after 60s", cmd.Process.Pid)
+	}
+}

@@ -1,0 +1,326 @@
+package ipc
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+)
+
+func mustQueue(tb testing.TB, cfg *QueueConfig) (*Queue[item], string) {
+	tb.Helper()
+	q, err := NewQueue[item](cfg)
+	if err != nil {
+		tb.Fatalf("NewQueue: %v", err)
+	}
+	tb.Cleanup(func() { q.Detach() })
+	b, err := q.MarshalBinary()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return q, "MPROC_IPC_QUEUE=" + hex.EncodeToString(b)
+}
+
+// checkOrder records it and fails unless it is next[it.Producer].
+func checkOrder(t *testing.T, next map[int32]int64, it item) {
+	t.Helper()
+	if it.Seq != next[it.Producer] {
+		t.Fatalf("producer %d: got seq %d, want %d (lost, duplicated or reordered)", it.Producer, it.Seq, next[it.Producer])
+	}
+	next[it.Producer]++
+}
+
+// TestQueueManyProducerProcesses: N producer processes x 1 consumer; every
+// message exactly once and in order per producer.
+func TestQueueManyProducerProcesses(t *testing.T) {
+	const producers, perProducer = 4, 50000
+	q, qenv := mustQueue(t, &QueueConfig{Producers: producers, Ring: &RingConfig{Capacity: 4096}})
+	var cmds []*os.Process
+	for id := range producers {
+		cmd := startChild(t, "queue-producer", q.seg, qenv,
+			"MPROC_IPC_ID="+strconv.Itoa(id), "MPROC_IPC_N="+strconv.Itoa(perProducer))
+		cmds = append(cmds, cmd.Process)
+		defer waitChild(t, cmd)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	next := make(map[int32]int64)
+	for range producers * perProducer {
+		it, err := q.Get(ctx)
+		if err != nil {
+			t.Fatalf("Get() = %v after %v", err, next)
+		}
+		checkOrder(t, next, it)
+	}
+	for id := range int32(producers) {
+		if next[id] != perProducer {
+			t.Errorf("producer %d delivered %d, want %d", id, next[id], perProducer)
+		}
+	}
+	if _, err := q.TryGet(); !errors.Is(err, ErrEmpty) {
+		t.Errorf("TryGet() after all = %v, want ErrEmpty", err)
+	}
+}
+
+// TestQueueProducerKilled: a producer is SIGKILLed mid-stream; the other keeps
+// flowing, every message the dead one committed is delivered in order, and a
+// new producer reclaims its lane.
+func TestQueueProducerKilled(t *testing.T) {
+	const perProducer = 30000
+	q, qenv := mustQueue(t, &QueueConfig{Producers: 2, Ring: &RingConfig{Capacity: 1024}})
+	victim := startChild(t, "queue-producer", q.seg, qenv, "MPROC_IPC_ID=0", "MPROC_IPC_N=0")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	next := make(map[int32]int64)
+	for next[0] < 1000 { // mid-stream: the victim is busy putting
+		it, err := q.Get(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkOrder(t, next, it)
+	}
+	survivor := startChild(t, "queue-producer", q.seg, qenv, "MPROC_IPC_ID=1", "MPROC_IPC_N="+strconv.Itoa(perProducer))
+	for next[1] < 100 {
+		it, err := q.Get(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkOrder(t, next, it)
+	}
+	victim.Process.Kill()
+	victim.Wait()
+	// Both lanes are owned (one by a dead pid): a third producer must
+	// reclaim the victim's lane, behind its committed messages.
+	late := startChild(t, "queue-producer", q.seg, qenv, "MPROC_IPC_ID=2", "MPROC_IPC_N=1000")
+	for next[1] < perProducer || next[2] < 1000 {
+		it, err := q.Get(ctx)
+		if err != nil {
+			t.Fatalf("Get() = %v with %v delivered", err, next)
+		}
+		checkOrder(t, next, it)
+	}
+	waitChild(t, survivor)
+	waitChild(t, late)
+	if _, err := q.TryGet(); !errors.Is(err, ErrEmpty) {
+		t.Errorf("TryGet() after all = %v, want ErrEmpty", err)
+	}
+	t.Logf("victim committed %d messages before SIGKILL, all delivered", next[0])
+}
+
+// TestRingProcessEcho round-trips messages of every size class through a
+// child, with the two rings in one segment, then closes: the child's Get
+// returns os.ErrClosed and it closes the reply ring.
+func TestRingProcessEcho(t *testing.T) {
+	cfg := &RingConfig{Capacity: 1 << 18, MaxMessage: 64 << 10}
+	seg := mustSegment(t, 2*RingSize(cfg))
+	a, b, err := twoRings(seg, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	child := startChild(t, "ring-echo", seg, "MPROC_IPC_RINGSIZE="+strconv.Itoa(RingSize(cfg)))
+	a.SetPeer(child.Process.Pid)
+	b.SetPeer(child.Process.Pid)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var buf []byte
+	for i, size := range []int{0, 1, 63, 64, 1000, 1 << 10, 4096, 64 << 10, 7, 64 << 10} {
+		msg := make([]byte, size)
+		for j := range msg {
+			msg[j] = byte(i*31 + j)
+		}
+		if err := a.Put(ctx, msg); err != nil {
+			t.Fatalf("Put(%d bytes) = %v", size, err)
+		}
+		if buf, err = b.Get(ctx, buf); err != nil || string(buf) != string(msg) {
+			t.Fatalf("echo of %d bytes: got %d bytes, %v", size, len(buf), err)
+		}
+	}
+	a.Close()
+	if _, err := b.Get(ctx, buf); !errors.Is(err, os.ErrClosed) {
+		t.Errorf("Get() after the child closed = %v, want os.ErrClosed", err)
+	}
+	waitChild(t, child)
+}
+
+// TestRingPeerDied: a Put blocked on a full ring returns ErrPeerDied soon
+// after the consumer process exits; and Wake makes it notice at once.
+func TestRingPeerDied(t *testing.T) {
+	for _, wake := range []bool{false, true} {
+		t.Run(fmt.Sprintf("wake=%v", wake), func(t *testing.T) {
+			cfg := &RingConfig{Capacity: 256}
+			seg := mustSegment(t, 2*RingSize(cfg))
+			a, _, err := twoRings(seg, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for a.TryPut(make([]byte, 32)) == nil || a.TryPut(nil) == nil {
+			}
+			child := startChild(t, "ring-exit", seg, "MPROC_IPC_RINGSIZE="+strconv.Itoa(RingSize(cfg)))
+			a.SetPeer(child.Process.Pid)
+			errc := make(chan error, 1)
+			go func() { errc <- a.Put(context.Background(), []byte("stuck")) }()
+			waitChild(t, child)
+			died := time.Now()
+			if wake {
+				a.Wake()
+			}
+			select {
+			case err := <-errc:
+				if !errors.Is(err, ErrPeerDied) {
+					t.Errorf("Put() = %v, want ErrPeerDied", err)
+				}
+				limit := 300 * time.Millisecond
+				if wake {
+					limit = 20 * time.Millisecond
+				}
+				if d := time.Since(died); d > limit {
+					t.Errorf("Put noticed the death after %v, want under %v", d, limit)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("Put still blocked 10s after the consumer died")
+			}
+		})
+	}
+}
+
+// TestNoLostWakeup ping-pongs between goroutines with spinning disabled, so
+// every hand-off goes through the futex protocol. A lost wake-up would show
+// as a hand-off taking a whole 100 ms sleep slice. Run with -race.
+func TestNoLostWakeup(t *testing.T) {
+	n := 20000
+	if testing.Short() {
+		n = 2000
+	}
+	cfg := &RingConfig{Capacity: 256}
+	ping, pong := mustRing(t, cfg), mustRing(t, cfg)
+	ping.SetSpin(0)
+	pong.SetSpin(0)
+	ctx := context.Background()
+	done := make(chan error, 1)
+	go func() {
+		var buf []byte
+		for {
+			var err error
+			if buf, err = ping.Get(ctx, buf); err != nil {
+				done <- pong.Close()
+				return
+			}
+			if err := pong.Put(ctx, buf); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	var worst time.Duration
+	var buf []byte
+	msg := make([]byte, 8)
+	for i := range n {
+		start := time.Now()
+		msg[0] = byte(i)
+		if err := ping.Put(ctx, msg); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		if buf, err = pong.Get(ctx, buf); err != nil || buf[0] != byte(i) {
+			t.Fatalf("round %d: Get() = %v, %v", i, buf, err)
+		}
+		worst = max(worst, time.Since(start))
+	}
+	ping.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if worst >= 90*time.Millisecond {
+		t.Errorf("slowest round trip %v: a wake-up was lost and only the 100 ms slice recovered it", worst)
+	}
+	t.Logf("%d futex round trips, slowest %v", n, worst)
+}
+
+func TestSemaphoreNoLostWakeup(t *testing.T) {
+	mem := alignedMem(2 * SemaphoreSize)
+	s1, err := NewSemaphore(mem[:SemaphoreSize], 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := NewSemaphore(mem[SemaphoreSize:], 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	const n = 5000
+	go func() {
+		for range n {
+			if s1.Wait(ctx) != nil {
+				return
+			}
+			s2.Post()
+		}
+	}()
+	var worst time.Duration
+	for range n {
+		start := time.Now()
+		s1.Post()
+		if err := s2.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+		worst = max(worst, time.Since(start))
+	}
+	if worst >= 90*time.Millisecond {
+		t.Errorf("slowest hand-off %v: a wake-up was lost", worst)
+	}
+}
+
+func TestSemaphore(t *testing.T) {
+	mem := alignedMem(SemaphoreSize)
+	if _, err := AttachSemaphore(mem); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("AttachSemaphore(zeroed) = %v, want ErrCorrupt", err)
+	}
+	s, err := NewSemaphore(mem, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.TryWait() || !s.TryWait() || s.TryWait() {
+		t.Error("TryWait on a count of 2 did not succeed exactly twice")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	if err := s.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Wait(0, 10ms) = %v, want DeadlineExceeded", err)
+	}
+	s.Post()
+	s2, err := AttachSemaphore(mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.Wait(context.Background()); err != nil {
+		t.Errorf("Wait after Post = %v", err)
+	}
+}
+
+func TestNotifier(t *testing.T) {
+	n, err := NewNotifier(alignedMem(NotifierSize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := n.Prepare()
+	go func() {
+		time.Sleep(5 * time.Millisecond)
+		n.Notify()
+	}()
+	if err := n.Wait(context.Background(), key); err != nil {
+		t.Errorf("Wait() = %v", err)
+	}
+	key = n.Prepare()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	if err := n.Wait(ctx, key); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Wait(no notify) = %v, want DeadlineExceeded", err)
+	}
+	if w := n.l.ev.waiters.Load(); w != 0 {
+		t.Errorf("waiters = %d after every Wait returned, want 0", w)
+	}
+}
