@@ -71,3 +71,7 @@ func futexWake(addr *atomic.Uint32, n int) int {
 	}
 	return int(r)
 }
+
+// osYield gives up the CPU to another runnable thread, if any
+// (sched_yield(2)); the calling thread stays runnable.
+func osYield() { syscall.Syscall(syscall.SYS_SCHED_YIELD, 0, 0, 0) }

@@ -5,6 +5,7 @@ package ipc
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"sync/atomic"
 	"time"
 )
@@ -22,3 +23,6 @@ func futexWait(addr *atomic.Uint32, val uint32, timeout time.Duration) error {
 
 // futexWake is a no-op off Linux.
 func futexWake(addr *atomic.Uint32, n int) int { return 0 }
+
+// osYield yields the processor to another goroutine.
+func osYield() { runtime.Gosched() }

@@ -1,7 +1,10 @@
+//go:build linux
+
 package ipc
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -119,10 +122,27 @@ func runChild(mode string) error {
 		// Attach, then exit at once: the parent's blocked Put must notice.
 		_, _, err := childRings(seg)
 		return err
+	case "uds-sink":
+		// Read until EOF, then reply with the byte count.
+		c, err := childConn()
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		buf := make([]byte, 256<<10)
+		var total uint64
+		for {
+			n, err := c.Read(buf)
+			total += uint64(n)
+			if err != nil {
+				var out [8]byte
+				binary.LittleEndian.PutUint64(out[:], total)
+				_, err = c.Write(out[:])
+				return err
+			}
+		}
 	case "uds-echo":
-		f := os.NewFile(uintptr(envInt("MPROC_IPC_SOCK")), "sock")
-		c, err := net.FileConn(f)
-		f.Close()
+		c, err := childConn()
 		if err != nil {
 			return err
 		}
@@ -138,6 +158,13 @@ func runChild(mode string) error {
 		}
 	}
 	return fmt.Errorf("unknown child mode %q", mode)
+}
+
+// childConn is the socket the parent passed as MPROC_IPC_SOCK.
+func childConn() (net.Conn, error) {
+	f := os.NewFile(uintptr(envInt("MPROC_IPC_SOCK")), "sock")
+	defer f.Close()
+	return net.FileConn(f)
 }
 
 func readFull(c net.Conn, b []byte) (int, error) {
@@ -191,6 +218,19 @@ func mustSegment(tb testing.TB, size int) *shm.Segment {
 	return seg
 }
 
+// exec0 starts a child with sock inherited as MPROC_IPC_SOCK.
+func exec0(tb testing.TB, mode string, seg *shm.Segment, sock *os.File, size int) *exec.Cmd {
+	tb.Helper()
+	cmd := exec.Command("/proc/self/exe", "-test.run=^$", "-test.bench=^$")
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	fd := seg.AddToCmd(cmd)
+	sockFD := 3 + len(cmd.ExtraFiles)
+	cmd.ExtraFiles = append(cmd.ExtraFiles, sock)
+	cmd.Env = append(os.Environ(), childEnv+"="+mode, "MPROC_IPC_FD="+strconv.Itoa(fd),
+		"MPROC_IPC_SOCK="+strconv.Itoa(sockFD), "MPROC_IPC_SIZE="+strconv.Itoa(size))
+	return startCmd(tb, cmd)
+}
+
 // startChild re-executes the test binary in mode with seg inherited and
 // extra environment; the child is killed and reaped at cleanup.
 func startChild(tb testing.TB, mode string, seg *shm.Segment, env ...string) *exec.Cmd {
@@ -200,6 +240,12 @@ func startChild(tb testing.TB, mode string, seg *shm.Segment, env ...string) *ex
 	fd := seg.AddToCmd(cmd)
 	cmd.Env = append(os.Environ(), childEnv+"="+mode, "MPROC_IPC_FD="+strconv.Itoa(fd))
 	cmd.Env = append(cmd.Env, env...)
+	return startCmd(tb, cmd)
+}
+
+// startCmd starts cmd with Pdeathsig; it is killed and reaped at cleanup.
+func startCmd(tb testing.TB, cmd *exec.Cmd) *exec.Cmd {
+	tb.Helper()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		tb.Fatalf("start child: %v", err)

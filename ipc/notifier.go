@@ -17,6 +17,10 @@ const (
 	// iteration count, so it means the same on every CPU.
 	defaultSpin = 50 * time.Microsecond
 
+	// pauseSpin is the part of the spin spent in a tight PAUSE loop before
+	// switching to yielding polls.
+	pauseSpin = 10 * time.Microsecond
+
 	// sleepSlice bounds one futex sleep, so that a sleeper re-checks the
 	// closed flag, its peer's liveness and its context even if a wake is lost
 	// (a peer died between publishing and waking).
@@ -190,20 +194,32 @@ func (n *Notifier) Wait(ctx context.Context, key uint32) error {
 // load when nobody has called Prepare.
 func (n *Notifier) Notify() { n.l.ev.notify() }
 
-// spinUntil polls cond with PAUSE between polls for at most d, and reports
-// whether cond became true.
+// spinUntil polls cond for at most d and reports whether cond became true.
+// For the first pauseSpin it polls with PAUSE in between; after that it
+// yields the CPU between polls (sched_yield), so that when cores are
+// oversubscribed the peer it waits for can run on this CPU instead of
+// waiting for the spinner's time slice to end.
 func spinUntil(d time.Duration, cond func() bool) bool {
 	if d <= 0 {
 		return cond()
 	}
 	start := time.Now()
+	yield := false
 	for i := 1; ; i++ {
 		if cond() {
 			return true
 		}
-		cpuRelax()
-		if i%spinCheckEvery == 0 && time.Since(start) > d {
-			return cond()
+		if yield {
+			osYield()
+		} else {
+			cpuRelax()
+		}
+		if yield || i%spinCheckEvery == 0 {
+			e := time.Since(start)
+			if e > d {
+				return cond()
+			}
+			yield = e > pauseSpin
 		}
 	}
 }
