@@ -100,7 +100,7 @@ func ctxErr(ctx context.Context) error {
 }
 
 // NotifierSize is the number of bytes a Notifier occupies in shared memory.
-const NotifierSize = lineSize
+const NotifierSize = 64
 
 type notifierLayout struct {
 	ev eventWords

@@ -6,7 +6,7 @@ import (
 )
 
 // SemaphoreSize is the number of bytes a Semaphore occupies in shared memory.
-const SemaphoreSize = lineSize
+const SemaphoreSize = 64
 
 const semMagic = 0x4d455353 // "SSEM"
 
