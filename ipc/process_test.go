@@ -217,7 +217,10 @@ func TestNoLostWakeup(t *testing.T) {
 			}
 		}
 	}()
+	// One stall of a whole slice can be a descheduled thread on a loaded
+	// machine; a broken protocol loses wake-ups again and again.
 	var worst time.Duration
+	stalls := 0
 	var buf []byte
 	msg := make([]byte, 8)
 	for i := range n {
@@ -230,14 +233,18 @@ func TestNoLostWakeup(t *testing.T) {
 		if buf, err = pong.Get(ctx, buf); err != nil || buf[0] != byte(i) {
 			t.Fatalf("round %d: Get() = %v, %v", i, buf, err)
 		}
-		worst = max(worst, time.Since(start))
+		d := time.Since(start)
+		worst = max(worst, d)
+		if d >= 90*time.Millisecond {
+			stalls++
+		}
 	}
 	ping.Close()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if worst >= 90*time.Millisecond {
-		t.Errorf("slowest round trip %v: a wake-up was lost and only the 100 ms slice recovered it", worst)
+	if stalls > 1 {
+		t.Errorf("%d round trips took over 90 ms (slowest %v): wake-ups were lost and only the 100 ms slice recovered them", stalls, worst)
 	}
 	t.Logf("%d futex round trips, slowest %v", n, worst)
 }
@@ -263,16 +270,21 @@ func TestSemaphoreNoLostWakeup(t *testing.T) {
 		}
 	}()
 	var worst time.Duration
+	stalls := 0
 	for range n {
 		start := time.Now()
 		s1.Post()
 		if err := s2.Wait(ctx); err != nil {
 			t.Fatal(err)
 		}
-		worst = max(worst, time.Since(start))
+		d := time.Since(start)
+		worst = max(worst, d)
+		if d >= 90*time.Millisecond {
+			stalls++
+		}
 	}
-	if worst >= 90*time.Millisecond {
-		t.Errorf("slowest hand-off %v: a wake-up was lost", worst)
+	if stalls > 1 {
+		t.Errorf("%d hand-offs took over 90 ms (slowest %v): wake-ups were lost", stalls, worst)
 	}
 }
 
