@@ -1,0 +1,13 @@
+//go:build !linux
+
+package main
+
+import (
+	"errors"
+	"fmt"
+)
+
+// kernelRelease is only implemented on Linux.
+func kernelRelease() (string, error) {
+	return "", fmt.Errorf("kernel release: %w", errors.ErrUnsupported)
+}
