@@ -1,0 +1,144 @@
+package mproc_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+
+	"github.com/mproc/mproc/internal/leakcheck"
+	"github.com/mproc/mproc/kde"
+	"github.com/mproc/mproc/pool"
+	"github.com/mproc/mproc/shm"
+)
+
+func TestMain(m *testing.M) {
+	pool.Init() // in a worker this serves tasks and never returns
+	code := m.Run()
+	if err := leakcheck.Check(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		code = 1
+	}
+	os.Exit(code)
+}
+
+// The seed's benchmark: density at the origin of n bivariate standard normal
+// samples for 100 widths evenly spaced in [1.0, 1.2].
+var (
+	benchPoint  = []float64{0, 0}
+	benchWidths = kde.Linspace(1.0, 1.2, 100)
+	benchSizes  = []struct {
+		name string
+		n    int
+	}{{"n=1e4", 10_000}, {"n=1e6", 1_000_000}}
+	benchWorkers = []int{2, 3, 4, 6}
+)
+
+// BenchmarkKDE times one whole width sweep per op, four ways, and reports
+// each way's speedup over the serial sweep measured in the same run:
+//
+//	mode=serial                  one goroutine, kde.Sweep
+//	mode=goroutines/workers=K    K goroutines, kde.SweepGoroutines
+//	mode=pool/workers=K          a warm pool of K worker processes, samples shared once (kde.SweepPool)
+//	mode=pool-cold/workers=K     as the seed timed it: start the pool, share the samples, sweep, close
+//
+// Every sweep is checked bit-identical to the serial one.
+//
+//	go test -run '^$' -bench KDE -count 5 . | tee kde.txt; benchstat kde.txt
+func BenchmarkKDE(b *testing.B) {
+	ctx := context.Background()
+	for _, size := range benchSizes {
+		samples, err := kde.NormalSamples(size.n, []float64{0, 0}, []float64{1, 0, 0, 1}, 123)
+		if err != nil {
+			b.Fatal(err)
+		}
+		want, err := kde.Sweep(samples, benchPoint, benchWidths, kde.Hypercube)
+		if err != nil {
+			b.Fatal(err)
+		}
+		shared, err := kde.ShareSamples(samples)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var serialNs float64
+		run := func(name string, sweep func() ([]kde.Point, error)) {
+			b.Run(name+"/"+size.name, func(b *testing.B) {
+				for b.Loop() {
+					got, err := sweep()
+					if err != nil {
+						b.Fatal(err)
+					}
+					if !equalPoints(got, want) {
+						b.Fatal("sweep differs from the serial sweep")
+					}
+				}
+				ns := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+				if name == "mode=serial" {
+					serialNs = ns
+					b.ReportMetric(float64(size.n*len(benchWidths))/ns*1e9/1e6, "Msamples/s")
+				}
+				if serialNs > 0 {
+					b.ReportMetric(serialNs/ns, "speedup")
+				}
+			})
+		}
+		run("mode=serial", func() ([]kde.Point, error) {
+			return kde.Sweep(samples, benchPoint, benchWidths, kde.Hypercube)
+		})
+		for _, k := range benchWorkers {
+			run(fmt.Sprintf("mode=goroutines/workers=%d", k), func() ([]kde.Point, error) {
+				return kde.SweepGoroutines(samples, benchPoint, benchWidths, kde.Hypercube, k)
+			})
+		}
+		for _, k := range benchWorkers {
+			p, err := pool.New(&pool.Config{Workers: k})
+			if err != nil {
+				b.Fatal(err)
+			}
+			run(fmt.Sprintf("mode=pool/workers=%d", k), func() ([]kde.Point, error) {
+				return kde.SweepPool(ctx, p, shared, benchPoint, benchWidths, kde.Hypercube)
+			})
+			if err := p.Close(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for _, k := range benchWorkers {
+			run(fmt.Sprintf("mode=pool-cold/workers=%d", k), func() ([]kde.Point, error) {
+				return coldSweep(ctx, k, samples)
+			})
+		}
+		shared.Close()
+	}
+}
+
+// coldSweep is the seed's multiprocess(): everything from starting the
+// workers to having every result, pool shutdown included.
+func coldSweep(ctx context.Context, workers int, samples []float64) (out []kde.Point, err error) {
+	p, err := pool.New(&pool.Config{Workers: workers})
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if cerr := p.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	var shared *shm.Array[float64]
+	if shared, err = kde.ShareSamples(samples); err != nil {
+		return nil, err
+	}
+	defer shared.Close()
+	return kde.SweepPool(ctx, p, shared, benchPoint, benchWidths, kde.Hypercube)
+}
+
+func equalPoints(a, b []kde.Point) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

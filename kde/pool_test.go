@@ -1,0 +1,76 @@
+package kde
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/mproc/mproc/pool"
+)
+
+func mustPool(tb testing.TB, workers int) *pool.Pool {
+	tb.Helper()
+	p, err := pool.New(&pool.Config{Workers: workers})
+	if err != nil {
+		tb.Fatalf("pool.New: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := p.Close(); err != nil {
+			tb.Errorf("Close: %v", err)
+		}
+	})
+	return p
+}
+
+func TestSweepPoolBitIdentical(t *testing.T) {
+	samples := mustSamples(t, 10000, []float64{0, 0}, []float64{1, 0, 0, 1}, 123)
+	shared, err := ShareSamples(samples)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shared.Close()
+	x := []float64{0, 0}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, k := range []Kernel{Hypercube, Gaussian} {
+		widths := Linspace(1.0, 1.2, 100)
+		want, err := Sweep(samples, x, widths, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, workers := range []int{1, 3} {
+			got, err := SweepPool(ctx, mustPool(t, workers), shared, x, widths, k)
+			if err != nil {
+				t.Fatalf("%v workers=%d: SweepPool: %v", k, workers, err)
+			}
+			if len(got) != len(want) {
+				t.Fatalf("%v workers=%d: %d points, want %d", k, workers, len(got), len(want))
+			}
+			for i := range want {
+				if got[i] != want[i] {
+					t.Fatalf("%v workers=%d: point %d = %+v, want %+v (bit-identical)", k, workers, i, got[i], want[i])
+				}
+			}
+		}
+	}
+}
+
+func TestSweepPoolBadInput(t *testing.T) {
+	p := mustPool(t, 1)
+	ctx := context.Background()
+	if _, err := SweepPool(ctx, p, nil, []float64{0}, []float64{1}, Hypercube); !errors.Is(err, ErrNoSamples) {
+		t.Errorf("nil samples: err = %v, want ErrNoSamples", err)
+	}
+	shared, err := ShareSamples([]float64{1, 2, 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shared.Close()
+	if _, err := SweepPool(ctx, p, shared, []float64{0, 0}, []float64{1}, Hypercube); !errors.Is(err, ErrDimension) {
+		t.Errorf("3 values as 2-D rows: err = %v, want ErrDimension", err)
+	}
+	if _, err := SweepPool(ctx, p, shared, []float64{0}, []float64{-1}, Hypercube); !errors.Is(err, ErrWidth) {
+		t.Errorf("negative width: err = %v, want ErrWidth", err)
+	}
+}
