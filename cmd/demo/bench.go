@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"math"
@@ -13,6 +14,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/mproc/mproc/kde"
+	"github.com/mproc/mproc/pool"
 )
 
 // benchCase is one configuration of the benchmark: a full width sweep.
@@ -118,20 +120,67 @@ func sectionBench(w io.Writer, cfg *config) error {
 	return nil
 }
 
-// poolBenchCases returns the worker-process rows of the benchmark and a
-// function that releases what they hold.
+// poolBenchCases returns the worker-process rows of the benchmark, for each
+// k in cfg.procs:
+//   - "pool k warm": the pool is started and the samples shared (copied once
+//     into a frozen shm.Array) before timing, so a run is only the sweep;
+//   - "pool k cold": the seed's way, everything inside the timed run: start
+//     the workers, share the samples, sweep, close the pool.
 //
-// TODO(lead): once package pool exists, add for each k in cfg.procs:
-//   - "pool %d warm": a pool created (and the samples shared as a frozen
-//     shm.Array) before timing; each run maps kde.Sweep over width ranges
-//     (a registered func taking (samples handle, lo, hi) → []kde.Point,
-//     concatenated in range order: bit-identical to serial by construction);
-//   - "pool %d cold (creation incl.)": the seed's way, pool creation and
-//     Close inside the timed run.
-//
-// Keep bar labels short ("2 procs warm", "2 procs cold").
+// It also returns a function that releases what the warm rows hold.
 func poolBenchCases(cfg *config, samples, widths []float64) ([]benchCase, func(), error) {
-	return nil, func() {}, nil
+	ctx := context.Background()
+	shared, err := kde.ShareSamples(samples)
+	if err != nil {
+		return nil, nil, err
+	}
+	var pools []*pool.Pool
+	release := func() {
+		for _, p := range pools {
+			p.Close()
+		}
+		shared.Close()
+	}
+	var cases []benchCase
+	for _, k := range cfg.procs {
+		p, err := pool.New(&pool.Config{Workers: k})
+		if err != nil {
+			release()
+			return nil, nil, err
+		}
+		pools = append(pools, p)
+		cases = append(cases, benchCase{
+			label: fmt.Sprintf("pool %d processes, warm", k), bar: fmt.Sprintf("%d procs warm", k),
+			run: func() ([]kde.Point, error) { return kde.SweepPool(ctx, p, shared, origin, widths, cfg.kernel) },
+		})
+	}
+	for _, k := range cfg.procs {
+		cases = append(cases, benchCase{
+			label: fmt.Sprintf("pool %d processes, cold (seed)", k), bar: fmt.Sprintf("%d procs cold", k),
+			run: func() ([]kde.Point, error) { return coldSweep(ctx, k, samples, widths, cfg.kernel) },
+		})
+	}
+	return cases, release, nil
+}
+
+// coldSweep is the seed's multiprocess(): pool creation, sharing the samples
+// and shutting the pool down are all part of the time.
+func coldSweep(ctx context.Context, workers int, samples, widths []float64, k kde.Kernel) (out []kde.Point, err error) {
+	p, err := pool.New(&pool.Config{Workers: workers})
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if cerr := p.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	shared, err := kde.ShareSamples(samples)
+	if err != nil {
+		return nil, err
+	}
+	defer shared.Close()
+	return kde.SweepPool(ctx, p, shared, origin, widths, k)
 }
 
 func samePoints(a, b []kde.Point) bool {

@@ -19,6 +19,7 @@ import (
 	"strings"
 
 	"github.com/mproc/mproc/kde"
+	"github.com/mproc/mproc/pool"
 )
 
 // config is the parsed command line.
@@ -34,8 +35,10 @@ type config struct {
 }
 
 func main() {
-	// TODO(lead): call pool.Init() here, first thing, once package pool
-	// exists: in a worker process it never returns.
+	// Go's `if __name__ == "__main__":`. In a worker process (this binary
+	// re-executed by pool.New or pool.Start) Init serves tasks and never
+	// returns.
+	pool.Init()
 	cfg, err := parseFlags(os.Args[1:], os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)

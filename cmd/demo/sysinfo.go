@@ -5,8 +5,10 @@ import (
 	"io"
 	"runtime"
 	"slices"
+	"strings"
 
 	"github.com/mproc/mproc/internal/cpus"
+	"github.com/mproc/mproc/pool"
 )
 
 // sectionSysinfo is the seed's print_sysinfo, plus what this process may
@@ -39,21 +41,45 @@ func sectionSysinfo(w io.Writer, cfg *config) error {
 	}
 	fmt.Fprintln(w, "GOMAXPROCS :", runtime.GOMAXPROCS(0))
 
-	// TODO(lead): show the layout of the pool actually used in section 6
-	// (pool.(*Pool).Layout()) once package pool exists; until then this is
-	// the plan for the largest worker count.
+	// The layout of a real pool of the largest benchmarked size, and proof
+	// from /proc that every thread of every worker is on its CPU.
 	n := slices.Max(cfg.procs)
-	layout, err := cpus.Layout(n, nil)
+	p, err := pool.New(&pool.Config{Workers: n})
 	if err != nil {
-		fmt.Fprintf(w, "pinning    : no layout for %d workers: %v\n", n, err)
+		fmt.Fprintf(w, "pinning    : no pool of %d workers: %v\n", n, err)
 		return nil
 	}
-	fmt.Fprintf(w, "pinning    : %d workers ->", n)
-	for _, pl := range layout {
-		fmt.Fprintf(w, " %d:cpu%d", pl.Worker, pl.CPU)
+	defer p.Close()
+	fmt.Fprintf(w, "pinning    : %d workers (one per physical core first, then SMT siblings, then wrapping)\n", n)
+	stats := p.Stats()
+	for i, pl := range p.Layout() {
+		pinned := "unpinned"
+		if i < len(stats) && stats[i].Pid > 0 {
+			pinned = threadSummary(stats[i].Pid)
+		}
+		fmt.Fprintf(w, "  worker %d -> cpu %d (package %d, core %d, thread %d)  pid %d: %s\n",
+			pl.Worker, pl.CPU, pl.Package, pl.Core, pl.Thread, stats[i].Pid, pinned)
 	}
-	fmt.Fprintln(w)
-	return nil
+	return p.Close()
+}
+
+// threadSummary says on which CPUs the threads of pid may run, from
+// /proc/pid/task/*/status.
+func threadSummary(pid int) string {
+	masks, err := cpus.ThreadMasks(pid)
+	if err != nil {
+		return "threads unknown: " + err.Error()
+	}
+	seen := map[string]int{}
+	for _, m := range masks {
+		seen[fmt.Sprint(m)]++
+	}
+	var parts []string
+	for m, count := range seen {
+		parts = append(parts, fmt.Sprintf("%d threads on cpus %s", count, m))
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, ", ")
 }
 
 func orUnknown(s string) string {
