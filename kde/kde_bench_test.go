@@ -30,6 +30,18 @@ func BenchmarkEstimate(b *testing.B) {
 	bench("kernel=hypercube/d=2/n=1e4", func() float64 { return mustEstimate(samples, origin2, 1.1, Hypercube) })
 	bench("kernel=hypercube/d=2/path=general/n=1e4", func() float64 { return float64(countCubeN(samples, origin2, lim)) })
 	bench("kernel=gaussian/d=2/n=1e4", func() float64 { return mustEstimate(samples, origin2, 1.1, Gaussian) })
+
+	// At n = 1e6 the branch predictor cannot learn which samples fall
+	// inside, which is what the branch-free d = 2 loop is for.
+	big := mustSamples(b, 1_000_000, mean2, ident2, 123)
+	b.Run("kernel=hypercube/d=2/n=1e6", func(b *testing.B) {
+		var sink float64
+		for b.Loop() {
+			sink += mustEstimate(big, origin2, 1.1, Hypercube)
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1e6, "ns/sample")
+		_ = sink
+	})
 }
 
 // BenchmarkSweep times the seed's benchmark, 100 widths in [1.0, 1.2] over
