@@ -1,0 +1,215 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"iter"
+
+	"github.com/mproc/mproc/internal/codec"
+)
+
+// Result is the pending outcome of ApplyAsync or MapAsync. Its methods are
+// safe for concurrent use.
+type Result[T any] struct {
+	c   *call
+	val func() T
+	err error // a submit error
+}
+
+// Get waits until the result is ready or ctx ends. ctx bounds only this
+// wait: the task keeps running. A task failure is a *TaskError or
+// *WorkerError.
+func (r *Result[T]) Get(ctx context.Context) (T, error) {
+	var zero T
+	if r.err != nil {
+		return zero, r.err
+	}
+	select {
+	case <-r.c.done:
+	case <-ctx.Done():
+		return zero, ctx.Err()
+	}
+	r.c.mu.Lock()
+	err := r.c.err
+	r.c.mu.Unlock()
+	if err != nil {
+		return zero, err
+	}
+	return r.val(), nil
+}
+
+// Ready reports whether Get would return without waiting.
+func (r *Result[T]) Ready() bool {
+	if r.err != nil {
+		return true
+	}
+	select {
+	case <-r.c.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Done returns a channel closed when the result is ready.
+func (r *Result[T]) Done() <-chan struct{} {
+	if r.err != nil {
+		ch := make(chan struct{})
+		close(ch)
+		return ch
+	}
+	return r.c.done
+}
+
+func checkFunc(e *entry) error {
+	if e == nil {
+		return errors.New("pool: zero Func: use the value Register returned")
+	}
+	return nil
+}
+
+// ApplyAsync submits f(arg) and returns at once.
+func ApplyAsync[A, R any](p *Pool, f Func[A, R], arg A) *Result[R] {
+	if err := checkFunc(f.e); err != nil {
+		return &Result[R]{err: err}
+	}
+	argc, resc := codec.For[A](), codec.For[R]()
+	var res R
+	c := newCall(f.e, 1)
+	c.failFast = true
+	c.enc = func(dst []byte, _ int) ([]byte, error) { return argc.Append(dst, arg) }
+	c.dec = func(_ int, b []byte) error { return resc.Decode(b, &res) }
+	r := &Result[R]{c: c, val: func() R { return res }}
+	r.err = p.submit(c, 1)
+	return r
+}
+
+// MapAsync submits f over args and returns at once; the result holds the
+// outputs in the order of args. The first task to fail (in completion
+// order) fails the whole call, and its tasks not yet handed to a worker are
+// dropped.
+func MapAsync[A, R any](p *Pool, f Func[A, R], args []A) *Result[[]R] {
+	if err := checkFunc(f.e); err != nil {
+		return &Result[[]R]{err: err}
+	}
+	out := make([]R, len(args))
+	c := mapCall(f, args, out)
+	c.failFast = true
+	r := &Result[[]R]{c: c, val: func() []R { return out }}
+	if len(args) == 0 {
+		c.cancel(nil)
+		return r
+	}
+	r.err = p.submit(c, p.chunkSize(len(args)))
+	return r
+}
+
+func mapCall[A, R any](f Func[A, R], args []A, out []R) *call {
+	argc, resc := codec.For[A](), codec.For[R]()
+	c := newCall(f.e, len(args))
+	c.enc = func(dst []byte, i int) ([]byte, error) { return argc.Append(dst, args[i]) }
+	c.dec = func(i int, b []byte) error { return resc.Decode(b, &out[i]) }
+	return c
+}
+
+// Apply runs f(arg) in a worker and waits for its result. If ctx ends
+// first, Apply returns ctx.Err() and the task is dropped if it has not
+// started (a running task finishes and its result is discarded).
+func Apply[A, R any](ctx context.Context, p *Pool, f Func[A, R], arg A) (R, error) {
+	r := ApplyAsync(p, f, arg)
+	return wait(ctx, r)
+}
+
+// Map runs f over args in the workers, batching small tasks (see
+// Config.ChunkSize), and returns the results in the order of args. The
+// first failure to arrive is returned as a *TaskError or *WorkerError. If
+// ctx ends first, Map returns ctx.Err() at once and drops the tasks not yet
+// handed to a worker (each worker holds at most two messages: the running
+// one and the next).
+func Map[A, R any](ctx context.Context, p *Pool, f Func[A, R], args []A) ([]R, error) {
+	return wait(ctx, MapAsync(p, f, args))
+}
+
+func wait[T any](ctx context.Context, r *Result[T]) (T, error) {
+	v, err := r.Get(ctx)
+	if err != nil && r.c != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		r.c.cancel(ctx.Err())
+	}
+	return v, err
+}
+
+type itemResult[R any] struct {
+	i   int
+	v   R
+	err error
+}
+
+// Imap runs f over args like Map but yields each result, in the order of
+// args, as soon as it and all before it are done. A failed task yields its
+// error and the sequence goes on. Breaking out of the loop, or ctx ending,
+// drops the tasks not yet started.
+func Imap[A, R any](ctx context.Context, p *Pool, f Func[A, R], args []A) iter.Seq2[R, error] {
+	return imap(ctx, p, f, args, true)
+}
+
+// ImapUnordered is Imap yielding results in the order they finish.
+func ImapUnordered[A, R any](ctx context.Context, p *Pool, f Func[A, R], args []A) iter.Seq2[R, error] {
+	return imap(ctx, p, f, args, false)
+}
+
+func imap[A, R any](ctx context.Context, p *Pool, f Func[A, R], args []A, ordered bool) iter.Seq2[R, error] {
+	return func(yield func(R, error) bool) {
+		var zero R
+		if err := checkFunc(f.e); err != nil {
+			yield(zero, err)
+			return
+		}
+		if len(args) == 0 {
+			return
+		}
+		out := make([]R, len(args))
+		ch := make(chan itemResult[R], len(args))
+		c := mapCall(f, args, out)
+		c.each = func(i int, err error) {
+			ch <- itemResult[R]{i: i, v: out[i], err: err}
+		}
+		if err := p.submit(c, p.chunkSize(len(args))); err != nil {
+			yield(zero, err)
+			return
+		}
+		defer c.cancel(context.Canceled)
+		var held map[int]itemResult[R]
+		if ordered {
+			held = make(map[int]itemResult[R])
+		}
+		next := 0
+		for got := 0; got < len(args); {
+			var r itemResult[R]
+			select {
+			case r = <-ch:
+			case <-ctx.Done():
+				yield(zero, ctx.Err())
+				return
+			}
+			got++
+			if !ordered {
+				if !yield(r.v, r.err) {
+					return
+				}
+				continue
+			}
+			held[r.i] = r
+			for {
+				h, ok := held[next]
+				if !ok {
+					break
+				}
+				delete(held, next)
+				next++
+				if !yield(h.v, h.err) {
+					return
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,374 @@
+package pool
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/mproc/mproc/internal/cpus"
+	"github.com/mproc/mproc/internal/fdpass"
+	"github.com/mproc/mproc/shm"
+	"golang.org/x/sys/unix"
+)
+
+// ctlFD is the control socket's descriptor number in the child
+// (exec.Cmd.ExtraFiles[0]); transport files follow it.
+const ctlFD = 3
+
+// ctlConn is one end of the per-child control socket: a
+// socketpair(AF_UNIX, SOCK_SEQPACKET), so every message arrives whole and
+// the peer's death reads as EOF. Reads go through Go's netpoller and block
+// no OS thread.
+type ctlConn struct {
+	c   *net.UnixConn
+	wmu sync.Mutex
+}
+
+func newCtlConn(f *os.File) (*ctlConn, error) {
+	c, err := net.FileConn(f) // dups f
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		c.Close()
+		return nil, fmt.Errorf("control socket: got %T", c)
+	}
+	return &ctlConn{c: uc}, nil
+}
+
+// send writes one message, passing f's descriptor along if f != nil.
+func (c *ctlConn) send(msg []byte, f *os.File) error {
+	var oob []byte
+	if f != nil {
+		oob = syscall.UnixRights(int(f.Fd()))
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_, _, err := c.c.WriteMsgUnix(msg, oob, nil)
+	return err
+}
+
+// recv reads one message and the descriptor passed with it, if any.
+func (c *ctlConn) recv(buf []byte) ([]byte, *os.File, error) {
+	oob := make([]byte, syscall.CmsgSpace(4))
+	n, oobn, flags, _, err := c.c.ReadMsgUnix(buf, oob)
+	if err != nil {
+		return nil, nil, err
+	}
+	if n == 0 {
+		return nil, nil, os.ErrClosed // SEQPACKET: EOF
+	}
+	var f *os.File
+	if oobn > 0 {
+		cmsgs, err := syscall.ParseSocketControlMessage(oob[:oobn])
+		if err == nil && len(cmsgs) > 0 {
+			if fds, err := syscall.ParseUnixRights(&cmsgs[0]); err == nil && len(fds) > 0 {
+				f = os.NewFile(uintptr(fds[0]), "mproc-segment")
+				for _, fd := range fds[1:] {
+					syscall.Close(fd)
+				}
+			}
+		}
+	}
+	if flags&syscall.MSG_TRUNC != 0 {
+		if f != nil {
+			f.Close()
+		}
+		return nil, nil, fmt.Errorf("control message over %d bytes", len(buf))
+	}
+	return buf[:n], f, nil
+}
+
+func (c *ctlConn) close() error { return c.c.Close() }
+
+func socketpair(typ int) (*os.File, *os.File, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, typ|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, os.NewSyscallError("socketpair", err)
+	}
+	return os.NewFile(uintptr(fds[0]), "mproc-parent"), os.NewFile(uintptr(fds[1]), "mproc-child"), nil
+}
+
+func encodeSetup(s setup) []byte {
+	b := []byte{opSetup, 0}
+	if s.process {
+		b[1] = 1
+	}
+	b = binary.LittleEndian.AppendUint32(b, uint32(s.maxTasks))
+	b = appendName(b, s.initializer)
+	return append(b, s.transport...)
+}
+
+func decodeSetup(b []byte) (setup, error) {
+	if len(b) < 6 || b[0] != opSetup {
+		return setup{}, errNoSetup
+	}
+	s := setup{process: b[1] == 1, maxTasks: int(binary.LittleEndian.Uint32(b[2:]))}
+	name, rest, err := parseName(b[6:])
+	if err != nil {
+		return setup{}, errNoSetup
+	}
+	s.initializer, s.transport = name, string(rest)
+	return s, nil
+}
+
+// startChild starts the worker process and its watchers; spawnChild then
+// waits for the handshake.
+func startChild(s setup, cpu int, extra []*os.File) (*child, error) {
+	pf, cf, err := socketpair(unix.SOCK_SEQPACKET)
+	if err != nil {
+		return nil, err
+	}
+	ctl, err := newCtlConn(pf)
+	if err != nil {
+		cf.Close()
+		return nil, err
+	}
+	cmd := &exec.Cmd{
+		// Never os.Args[0] or os.Executable(): the file may have been
+		// replaced since; /proc/self/exe is the running image.
+		Path:       "/proc/self/exe",
+		Args:       childArgs(),
+		Env:        append(os.Environ(), envWorker+"=1"),
+		Stdout:     os.Stdout,
+		Stderr:     os.Stderr,
+		ExtraFiles: append([]*os.File{cf}, extra...),
+		// The kernel kills the worker when the thread that forked it
+		// dies; StartPinned forks from a thread that lives as long as
+		// this process (see its doc, and go.dev/issue/27505).
+		SysProcAttr: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
+	}
+	// From a fresh goroutine: if the caller's goroutine is locked to its
+	// thread and later exits, that thread's death must not kill workers.
+	errc := make(chan error, 1)
+	go func() { errc <- cpus.StartPinned(cmd, cpu) }()
+	err = <-errc
+	cf.Close()
+	if err != nil {
+		if cmd.Process != nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+		ctl.close()
+		return nil, fmt.Errorf("start worker: %w", err)
+	}
+	c := &child{
+		cmd:     cmd,
+		pid:     cmd.Process.Pid,
+		ctl:     ctl,
+		exited:  make(chan struct{}),
+		ready:   make(chan error, 1),
+		results: make(chan []byte, 1),
+		ctlDone: make(chan struct{}),
+		started: time.Now(),
+	}
+	go func() {
+		c.waitErr = cmd.Wait()
+		close(c.exited)
+	}()
+	go c.serveCtl()
+	if err := ctl.send(encodeSetup(s), nil); err != nil {
+		c.kill()
+		c.reap()
+		return nil, fmt.Errorf("set up worker %d: %w", c.pid, err)
+	}
+	return c, nil
+}
+
+// serveCtl reads the child's control messages until EOF: the handshake,
+// segment requests (answered from this process's shm registry, with the
+// memfd passed by SCM_RIGHTS) and a Process's result.
+func (c *child) serveCtl() {
+	defer close(c.ctlDone)
+	buf := make([]byte, ctlMaxMessage)
+	for {
+		msg, f, err := c.ctl.recv(buf)
+		if f != nil {
+			f.Close() // children never send descriptors
+		}
+		if err != nil || len(msg) == 0 {
+			return
+		}
+		switch msg[0] {
+		case opReady:
+			c.ready <- nil
+		case opFailed:
+			c.ready <- fmt.Errorf("pool: worker %d start-up: %s", c.pid, msg[1:])
+		case opFetch:
+			c.serveFetch(msg[1:])
+		case opResult:
+			select {
+			case c.results <- append([]byte(nil), msg[1:]...):
+			default:
+			}
+		}
+	}
+}
+
+func (c *child) serveFetch(b []byte) {
+	if len(b) != 8 {
+		c.ctl.send([]byte{opFetchReply, 1, 'b', 'a', 'd'}, nil)
+		return
+	}
+	id := binary.LittleEndian.Uint64(b)
+	seg, err := shm.Lookup(id)
+	var f *os.File
+	if err == nil {
+		if f = seg.File(); f == nil {
+			err = os.ErrClosed
+		}
+	}
+	if err != nil {
+		c.ctl.send(append([]byte{opFetchReply, 1}, err.Error()...), nil)
+		return
+	}
+	c.ctl.send([]byte{opFetchReply, 0}, f)
+}
+
+// exitSignal returns the signal that killed the process, or nil.
+func exitSignal(ee *exec.ExitError) os.Signal {
+	if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return ws.Signal()
+	}
+	return nil
+}
+
+// workerSide is the worker's end of its control socket.
+type workerSide struct {
+	ctl     *ctlConn
+	fetchMu sync.Mutex
+	replies chan fetchReply
+	tasks   chan []byte
+}
+
+type fetchReply struct {
+	f   *os.File
+	err error
+}
+
+// workerMain runs a worker and returns its exit code.
+func workerMain(string) int {
+	ctl, err := newCtlConn(os.NewFile(ctlFD, "mproc-ctl"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mproc worker:", err)
+		return exitProtocol
+	}
+	buf := make([]byte, ctlMaxMessage)
+	msg, _, err := ctl.recv(buf)
+	if err != nil {
+		return exitParentGone
+	}
+	s, err := decodeSetup(msg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mproc worker:", err)
+		return exitProtocol
+	}
+	w := &workerSide{ctl: ctl, replies: make(chan fetchReply), tasks: make(chan []byte, 1)}
+	go w.readCtl(buf)
+	fdpass.Fetch = w.fetch
+
+	if s.process {
+		if err := ctl.send([]byte{opReady}, nil); err != nil {
+			return exitParentGone
+		}
+		task := <-w.tasks
+		h, body, err := parseHeader(task)
+		if err != nil || h.kind != kindTask {
+			return exitProtocol
+		}
+		budget := -1
+		out, _ := runTasks(nil, h, body, &budget)
+		if err := ctl.send(append([]byte{opResult}, out...), nil); err != nil {
+			return exitParentGone
+		}
+		if len(out) > hdrLen && out[hdrLen] == stOK {
+			return exitOK
+		}
+		return exitTaskFailed
+	}
+
+	l, err := openLink(s.transport, ctlFD+1)
+	if err == nil && s.initializer != "" {
+		err = runInitializer(s.initializer)
+	}
+	if err != nil {
+		ctl.send(append([]byte{opFailed}, err.Error()...), nil)
+		return exitProtocol
+	}
+	if err := ctl.send([]byte{opReady}, nil); err != nil {
+		return exitParentGone
+	}
+	if err := serve(context.Background(), l, s.maxTasks); err != nil {
+		return exitProtocol
+	}
+	return exitOK
+}
+
+// readCtl is the only reader of the worker's control socket. EOF means the
+// parent is gone (Pdeathsig normally got here first): exit at once rather
+// than linger as an orphan.
+func (w *workerSide) readCtl(buf []byte) {
+	for {
+		msg, f, err := w.ctl.recv(buf)
+		if err != nil || len(msg) == 0 {
+			os.Exit(exitParentGone)
+		}
+		switch msg[0] {
+		case opFetchReply:
+			r := fetchReply{f: f}
+			if msg[1] != 0 || f == nil {
+				if f != nil {
+					f.Close()
+				}
+				r = fetchReply{err: errors.New(string(msg[2:]))}
+			}
+			w.replies <- r
+		case opTask:
+			w.tasks <- append([]byte(nil), msg[1:]...)
+		default:
+			if f != nil {
+				f.Close()
+			}
+		}
+	}
+}
+
+// fetch implements fdpass.Fetch: ask the parent for a segment's memfd.
+func (w *workerSide) fetch(id uint64) (*os.File, error) {
+	w.fetchMu.Lock()
+	defer w.fetchMu.Unlock()
+	req := binary.LittleEndian.AppendUint64([]byte{opFetch}, id)
+	if err := w.ctl.send(req, nil); err != nil {
+		return nil, err
+	}
+	r := <-w.replies
+	return r.f, r.err
+}
+
+// sockTransport connects parent and worker with a socketpair(AF_UNIX,
+// SOCK_STREAM).
+type sockTransport struct{}
+
+func (sockTransport) pair(int) (link, []*os.File, string, error) {
+	pf, cf, err := socketpair(unix.SOCK_STREAM)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	l, err := newSockLink(pf)
+	if err != nil {
+		cf.Close()
+		return nil, nil, "", err
+	}
+	return l, []*os.File{cf}, "sock", nil
+}
+
+func defaultTransport() transport { return sockTransport{} }

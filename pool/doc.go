@@ -1,0 +1,70 @@
+// Package pool runs Go functions in worker processes: Python's
+// multiprocessing.Process and multiprocessing.Pool for Go, with the failure
+// behaviour Python lacks. A worker is this program's own binary,
+// re-executed; tasks and results travel through shared memory.
+//
+// # Init: Go's `if __name__ == "__main__":`
+//
+// A worker starts as a copy of the program, so the program must say where
+// the worker takes over. Call Init first in main, and first in TestMain of a
+// test binary that uses pools:
+//
+//	var cube = pool.Register("cube", func(x int) (int, error) { return x * x * x, nil })
+//
+//	func main() {
+//		pool.Init() // in a worker: serves tasks, never returns
+//		p, err := pool.New(nil)
+//		...
+//		out, err := pool.Map(ctx, p, cube, []int{1, 2, 3, 4, 5, 6}) // [1 8 27 64 125 216]
+//	}
+//
+// A binary that forgets Init gets ErrNoInit from New or Start within a
+// second, never a hang and never a chain of processes starting processes
+// (in a test binary, children run with -test.run=^$ so that a missing hook
+// cannot re-run the suite).
+//
+// Functions registered inside main cannot exist in a worker: the worker
+// never runs main past Init. Register at package initialisation (a
+// package-level var or an init function), under an explicit name.
+//
+// # Sharing large inputs without copying
+//
+// Python pickles a task's arguments into every task. Here a task argument
+// may hold an *shm.Array (or an ipc.Queue): only its segment id travels;
+// the worker maps the same memory on first use (its descriptor is passed
+// over the worker's control socket), so n×d samples placed in an
+// shm.Array once are read in place by every worker, and results can be
+// written in place into a shared output array:
+//
+//	samples, _ := shm.NewArray[float64](n * d) // fill, then Freeze
+//	type job struct {
+//		Samples *shm.Array[float64]
+//		Lo, Hi  int
+//	}
+//	pool.Map(ctx, p, evalRange, jobs) // each job is a few bytes
+//
+// # Failures
+//
+// A task's error comes back as a *TaskError (task index, worker pid; a
+// panic also carries the worker's stack, and that worker is replaced). A
+// worker killed mid-task is noticed within milliseconds, replaced, and its
+// task retried (Config.Retries); then the caller gets a *WorkerError naming
+// pid and signal. Config.TaskTimeout kills and replaces a runaway worker.
+// Workers die with their parent (parent-death signal plus an EOF check on
+// their control socket). Close and Terminate reap every worker.
+//
+// # Caveats
+//
+//   - Linux only; elsewhere New and Start return an error wrapping
+//     errors.ErrUnsupported.
+//   - Arguments and results are copied through the codec: exported struct
+//     fields only, no channels or funcs; error values cross as their text.
+//   - A running task cannot be interrupted: a cancelled context drops the
+//     tasks not yet handed to a worker, and a task timeout kills the worker.
+//   - Each worker holds up to two task messages, so up to one task queued
+//     behind a slow one waits for it (or for its timeout).
+//   - Process arguments must encode to at most 64 KiB; put bulk data in an
+//     shm.Array.
+//   - Workers are pinned to one CPU each by default (Config.NoPin turns it
+//     off): a worker's own goroutines share that CPU.
+package pool

@@ -1,0 +1,103 @@
+package pool
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"time"
+)
+
+var (
+	// ErrNoInit is returned by New and Start when Init was not called first
+	// in main (or TestMain), or when a worker did not answer the start-up
+	// handshake because its main never reached Init.
+	ErrNoInit = errors.New("pool: call pool.Init() first in main / TestMain")
+
+	// ErrInWorker is returned by New and Start when MPROC_WORKER is still
+	// set in the environment: this process is a worker whose main did not
+	// call Init, and starting more workers would multiply processes.
+	ErrInWorker = errors.New("pool: MPROC_WORKER is set: this process is an mproc worker; call pool.Init() first in main / TestMain")
+
+	// ErrUnknownFunc is returned (inside a *TaskError) when a worker has no
+	// function registered under the task's name: it was registered after
+	// Init, inside main, or only in the parent.
+	ErrUnknownFunc = errors.New("pool: function not registered in the worker (register at package init, not inside main)")
+
+	// ErrFuncMismatch is returned (inside a *TaskError) when the worker's
+	// function of that name has other argument or result types.
+	ErrFuncMismatch = errors.New("pool: registered function has different argument or result types in the worker")
+
+	// ErrTaskTimeout is returned (inside a *TaskError) when a task ran
+	// longer than Config.TaskTimeout; its worker was killed and replaced.
+	ErrTaskTimeout = errors.New("pool: task timed out, worker killed")
+
+	// ErrPanic is returned (inside a *TaskError) when the task panicked;
+	// the TaskError's Stack holds the worker's stack trace.
+	ErrPanic = errors.New("pool: task panicked")
+
+	// ErrTerminated is returned for tasks that were pending or running when
+	// Terminate was called.
+	ErrTerminated = errors.New("pool: terminated")
+)
+
+// ErrClosed is returned when submitting to a pool after Close or
+// Terminate. It is os.ErrClosed.
+var ErrClosed = os.ErrClosed
+
+// TaskError reports a task that failed in a worker: it returned an error,
+// panicked, timed out, or named a function the worker does not know.
+// Unwrap gives ErrPanic, ErrTaskTimeout, ErrUnknownFunc, ErrFuncMismatch or
+// the task's own error (rebuilt from its text: error types do not cross
+// processes).
+type TaskError struct {
+	Func  string // registered name of the function
+	Index int    // index of the task in its Map/Imap call (0 for Apply)
+	Pid   int    // pid of the worker that ran it
+	Stack string // the worker goroutine's stack when it panicked, else ""
+	Err   error
+}
+
+func (e *TaskError) Error() string {
+	s := fmt.Sprintf("pool: task %d (%s) in worker %d: %v", e.Index, e.Func, e.Pid, e.Err)
+	if e.Stack != "" {
+		s += "\n" + e.Stack
+	}
+	return s
+}
+
+func (e *TaskError) Unwrap() error { return e.Err }
+
+// WorkerError reports a worker that died (killed by a signal or exited)
+// while it ran the task, after the task's retries were used up. Err is the
+// *exec.ExitError from waiting for the worker, when there is one.
+type WorkerError struct {
+	Func   string
+	Index  int
+	Pid    int
+	Signal os.Signal     // signal that killed the worker, nil if it exited
+	Code   int           // exit code, -1 if killed by a signal
+	After  time.Duration // how long the task's last attempt had been running
+	Err    error
+}
+
+func (e *WorkerError) Error() string {
+	how := fmt.Sprintf("exited with code %d", e.Code)
+	if e.Signal != nil {
+		how = "killed by signal " + e.Signal.String()
+	}
+	return fmt.Sprintf("pool: worker %d %s while running task %d (%s)", e.Pid, how, e.Index, e.Func)
+}
+
+func (e *WorkerError) Unwrap() error { return e.Err }
+
+// newWorkerError fills Signal and Code from err (normally *exec.ExitError).
+func newWorkerError(pid int, err error) *WorkerError {
+	we := &WorkerError{Pid: pid, Code: -1, Err: err}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		we.Code = ee.ExitCode()
+		we.Signal = exitSignal(ee)
+	}
+	return we
+}

@@ -1,0 +1,652 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// depth is how many task messages may be in flight per worker: one
+// running, one waiting in its ring, so a worker never idles between
+// messages yet a slow task holds back at most one message behind it.
+const depth = 2
+
+// Pool is a set of worker processes running registered functions, like
+// Python's multiprocessing.Pool. Create it with New; submit with Apply,
+// Map, ApplyAsync, MapAsync, Imap and ImapUnordered; stop it with Close or
+// Terminate. A Pool is safe for concurrent use by many goroutines.
+// Callers block on Go channels only, never on shared-memory futexes.
+type Pool struct {
+	cfg   Config
+	place []Placement
+
+	mu      sync.Mutex
+	pending []*chunk // FIFO; requeued chunks go first
+	workers []*worker
+	state   int // open, closing, terminated
+	nextJob uint64
+
+	wg       sync.WaitGroup // worker slot goroutines
+	done     chan struct{}  // closed when every slot goroutine returned
+	stopOnce sync.Once
+	timeouts chan struct{} // closed to stop the timeout watcher
+}
+
+const (
+	stateOpen = iota
+	stateClosing
+	stateTerminated
+)
+
+// call is one Apply or Map call: n items sharing a function.
+type call struct {
+	e   *entry
+	n   int
+	enc func(dst []byte, i int) ([]byte, error)
+	dec func(i int, b []byte) error // stores item i's result
+	// each is called once per item that finishes (err nil or not), from a
+	// collector goroutine, unless the call is already finished.
+	each     func(i int, err error)
+	failFast bool
+
+	mu        sync.Mutex
+	remaining int
+	err       error
+	errIndex  int
+	finished  atomic.Bool
+	done      chan struct{}
+}
+
+func newCall(e *entry, n int) *call {
+	return &call{e: e, n: n, remaining: n, errIndex: -1, done: make(chan struct{})}
+}
+
+// item records that item i finished with err.
+func (c *call) item(i int, err error) {
+	if c.finished.Load() {
+		return
+	}
+	if c.each != nil {
+		c.each(i, err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil && (c.err == nil || i < c.errIndex) {
+		c.err, c.errIndex = err, i
+	}
+	c.remaining--
+	if c.remaining == 0 || (err != nil && c.failFast) {
+		c.finishLocked()
+	}
+}
+
+// cancel finishes the call with err unless it finished already.
+func (c *call) cancel(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.finished.Load() {
+		if c.err == nil {
+			c.err = err
+		}
+		c.finishLocked()
+	}
+}
+
+func (c *call) finishLocked() {
+	if c.finished.CompareAndSwap(false, true) {
+		close(c.done)
+	}
+}
+
+// chunk is items lo..hi-1 of a call, sent as one message.
+type chunk struct {
+	c        *call
+	lo, hi   int
+	attempts int // times a worker died running it
+	job      uint64
+	started  time.Time // when it became its worker's running chunk
+}
+
+// worker is one slot: a process, replaced when it dies.
+type worker struct {
+	p    *Pool
+	idx  int
+	cpu  int
+	kick chan struct{}
+
+	// guarded by p.mu
+	c        *child
+	l        link
+	inflight []*chunk // in send order; [0] is running
+	retiring bool
+	timedOut *chunk
+	stopSent bool
+	pid      int
+	restarts int
+
+	tasks atomic.Int64
+	busy  atomic.Int64
+}
+
+// New starts a pool and returns once every worker is ready (typically a few
+// milliseconds; a worker that never reaches Init fails New with ErrNoInit
+// within about a second). cfg may be nil.
+func New(cfg *Config) (*Pool, error) {
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := checkCanSpawn(); err != nil {
+		return nil, err
+	}
+	place, err := layout(c)
+	if err != nil {
+		return nil, err
+	}
+	p := &Pool{cfg: c, place: place, done: make(chan struct{}), timeouts: make(chan struct{})}
+	p.workers = make([]*worker, c.Workers)
+	errs := make([]error, c.Workers)
+	var wg sync.WaitGroup
+	for i := range p.workers {
+		w := &worker{p: p, idx: i, cpu: place[i].CPU, kick: make(chan struct{}, 1)}
+		p.workers[i] = w
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = w.spawn()
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		for _, w := range p.workers {
+			if w.c != nil {
+				w.c.kill()
+				w.c.reap()
+				w.l.close()
+			}
+		}
+		return nil, err
+	}
+	for _, w := range p.workers {
+		p.wg.Add(1)
+		go w.run()
+	}
+	go func() {
+		p.wg.Wait()
+		close(p.done)
+	}()
+	if c.TaskTimeout > 0 {
+		go p.watchTimeouts()
+	}
+	return p, nil
+}
+
+// spawn starts the slot's process and waits for its handshake.
+func (w *worker) spawn() error {
+	p := w.p
+	l, files, spec, err := p.cfg.transport.pair(w.idx)
+	if err != nil {
+		return err
+	}
+	s := setup{maxTasks: p.cfg.MaxTasksPerWorker, initializer: p.cfg.Initializer, transport: spec}
+	c, err := spawnChild(context.Background(), s, w.cpu, files)
+	for _, f := range files {
+		f.Close()
+	}
+	if err != nil {
+		l.close()
+		return err
+	}
+	p.mu.Lock()
+	w.c, w.l, w.pid = c, l, c.pid
+	w.retiring, w.timedOut, w.stopSent = false, nil, false
+	if p.state == stateTerminated {
+		c.kill() // Terminate ran while it started
+	}
+	p.mu.Unlock()
+	return nil
+}
+
+// run owns the slot: it collects results until the process ends, settles
+// its in-flight tasks, and starts a replacement while the pool needs one.
+func (w *worker) run() {
+	p := w.p
+	defer p.wg.Done()
+	failures := 0
+	for {
+		w.serveOne()
+		p.mu.Lock()
+		keep := p.state == stateOpen || (p.state == stateClosing && len(p.pending) > 0)
+		w.c, w.l, w.pid = nil, nil, 0
+		p.mu.Unlock()
+		if !keep {
+			p.kickAll() // a closing pool may now be idle
+			return
+		}
+		for {
+			err := w.spawn()
+			if err == nil {
+				failures = 0
+				break
+			}
+			failures++
+			if failures >= 5 || !p.open() {
+				// Cannot replace this worker: fail what only it could run
+				// if no other worker is left.
+				p.failIfNoWorkers(err)
+				return
+			}
+			time.Sleep(time.Duration(failures) * 50 * time.Millisecond)
+		}
+		p.mu.Lock()
+		w.restarts++
+		p.mu.Unlock()
+	}
+}
+
+// serveOne runs the sender and collector for the current process and
+// returns once it is dead and reaped.
+func (w *worker) serveOne() {
+	p := w.p
+	p.mu.Lock()
+	c, l := w.c, w.l
+	p.mu.Unlock()
+
+	stop := make(chan struct{})
+	senderDone := make(chan struct{})
+	go func() {
+		defer close(senderDone)
+		w.sendLoop(l, stop)
+	}()
+	go func() {
+		// When the process exits, let the collector drain and return.
+		<-c.exited
+		l.peerGone()
+	}()
+	w.kickSelf()
+	w.collect(l)
+	// The link is closed or broken: the process is gone or going.
+	c.kill()
+	werr := c.reap()
+	close(stop)
+	<-senderDone
+	l.close()
+	w.settle(werr, c.pid)
+}
+
+// sendLoop gives the worker chunks while it has room.
+func (w *worker) sendLoop(l link, stop <-chan struct{}) {
+	p := w.p
+	var buf []byte
+	for {
+		select {
+		case <-w.kick:
+		case <-stop:
+			return
+		}
+		for {
+			ch, stopNow := p.take(w)
+			if stopNow {
+				buf = appendHeader(buf[:0], msgHeader{kind: kindStop})
+				l.send(context.Background(), buf)
+				break
+			}
+			if ch == nil {
+				break
+			}
+			var err error
+			buf, err = encodeTask(buf[:0], ch.c.e, ch.job, ch.lo, ch.hi-ch.lo, ch.c.enc)
+			if err != nil {
+				p.drop(w, ch)
+				ch.c.cancel(err)
+				continue
+			}
+			if err := l.send(context.Background(), buf); err != nil {
+				return // the collector sees the death and settles
+			}
+		}
+	}
+}
+
+// take pops the next chunk for w, or reports that w should be stopped
+// because the pool is closing and idle.
+func (p *Pool) take(w *worker) (ch *chunk, stop bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if w.retiring || w.timedOut != nil || w.stopSent {
+		return nil, false
+	}
+	if p.state == stateClosing && len(p.pending) == 0 && len(w.inflight) == 0 {
+		w.stopSent = true
+		return nil, true
+	}
+	for len(w.inflight) < depth && len(p.pending) > 0 {
+		ch = p.pending[0]
+		p.pending[0] = nil
+		p.pending = p.pending[1:]
+		if ch.c.finished.Load() {
+			ch = nil
+			continue
+		}
+		p.nextJob++
+		ch.job = p.nextJob
+		if len(w.inflight) == 0 {
+			ch.started = time.Now()
+		}
+		w.inflight = append(w.inflight, ch)
+		return ch, false
+	}
+	return nil, false
+}
+
+// drop removes a chunk that could not be sent.
+func (p *Pool) drop(w *worker, ch *chunk) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, x := range w.inflight {
+		if x == ch {
+			w.inflight = append(w.inflight[:i], w.inflight[i+1:]...)
+			break
+		}
+	}
+}
+
+// collect reads result messages until the link ends.
+func (w *worker) collect(l link) {
+	p := w.p
+	var buf []byte
+	for {
+		var err error
+		buf, err = l.recv(context.Background(), buf)
+		if err != nil {
+			return
+		}
+		h, body, err := parseHeader(buf)
+		if err != nil || h.kind != kindResult {
+			return // a broken peer: treat as dead
+		}
+		p.mu.Lock()
+		var ch *chunk
+		for i, x := range w.inflight {
+			if x.job == h.job {
+				ch = x
+				w.inflight = append(w.inflight[:i], w.inflight[i+1:]...)
+				break
+			}
+		}
+		if len(w.inflight) > 0 && w.inflight[0].started.IsZero() {
+			w.inflight[0].started = time.Now()
+		}
+		if h.flags&flagRetire != 0 {
+			w.retiring = true
+		}
+		pid := w.pid
+		p.mu.Unlock()
+		if ch == nil {
+			continue
+		}
+		w.tasks.Add(int64(h.count))
+		w.busy.Add(int64(h.extra))
+		w.deliver(ch, h.count, body, pid)
+		w.kickSelf()
+	}
+}
+
+// deliver hands a result message's items to their call and requeues the
+// items the worker skipped.
+func (w *worker) deliver(ch *chunk, count int, body []byte, pid int) {
+	c := ch.c
+	n := min(count, ch.hi-ch.lo)
+	for k := 0; k < n; k++ {
+		if len(body) < 1 {
+			n = k
+			break
+		}
+		st := body[0]
+		item, rest, err := nextItem(body[1:])
+		if err != nil {
+			n = k
+			break
+		}
+		body = rest
+		if c.finished.Load() {
+			continue
+		}
+		i := ch.lo + k
+		if st == stOK {
+			if err := c.dec(i, item); err != nil {
+				c.item(i, &TaskError{Func: c.e.name, Index: i, Pid: pid, Err: fmt.Errorf("decode result: %w", err)})
+				continue
+			}
+			c.item(i, nil)
+			continue
+		}
+		c.item(i, itemError(st, item, c.e.name, i, pid))
+	}
+	if ch.lo+n < ch.hi {
+		// Skipped by a retiring worker: not an attempt.
+		w.p.requeue(&chunk{c: c, lo: ch.lo + n, hi: ch.hi, attempts: ch.attempts})
+	}
+}
+
+// settle decides the fate of the chunks in flight on a process that ended.
+func (w *worker) settle(werr error, pid int) {
+	p := w.p
+	p.mu.Lock()
+	chunks := w.inflight
+	w.inflight = nil
+	planned := w.retiring || w.stopSent
+	timedOut := w.timedOut
+	terminated := p.state == stateTerminated
+	p.mu.Unlock()
+	for k, ch := range chunks {
+		c := ch.c
+		switch {
+		case c.finished.Load():
+		case terminated:
+			c.cancel(ErrTerminated)
+		case ch == timedOut:
+			for i := ch.lo; i < ch.hi; i++ {
+				c.item(i, &TaskError{Func: c.e.name, Index: i, Pid: pid, Err: ErrTaskTimeout})
+			}
+		case planned || k > 0 || (timedOut != nil && ch != timedOut):
+			// Never started: run it elsewhere, free of charge.
+			p.requeue(ch)
+		case ch.attempts < p.cfg.Retries:
+			ch.attempts++
+			p.requeue(ch)
+		default:
+			we := newWorkerError(pid, werr)
+			we.Func, we.Index = c.e.name, ch.lo
+			if !ch.started.IsZero() {
+				we.After = time.Since(ch.started)
+			}
+			for i := ch.lo; i < ch.hi; i++ {
+				e := *we
+				e.Index = i
+				c.item(i, &e)
+			}
+		}
+	}
+}
+
+func (p *Pool) requeue(ch *chunk) {
+	ch.started = time.Time{}
+	p.mu.Lock()
+	p.pending = append([]*chunk{ch}, p.pending...)
+	p.mu.Unlock()
+	p.kickAll()
+}
+
+func (w *worker) kickSelf() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (p *Pool) kickAll() {
+	for _, w := range p.workers {
+		w.kickSelf()
+	}
+}
+
+func (p *Pool) open() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.state == stateOpen
+}
+
+// failIfNoWorkers fails every pending call when no worker is left to run it.
+func (p *Pool) failIfNoWorkers(err error) {
+	p.mu.Lock()
+	for _, w := range p.workers {
+		if w.c != nil {
+			p.mu.Unlock()
+			return
+		}
+	}
+	pending := p.pending
+	p.pending = nil
+	p.mu.Unlock()
+	for _, ch := range pending {
+		ch.c.cancel(fmt.Errorf("pool: no worker left: %w", err))
+	}
+}
+
+// submit queues a call, split into chunks of size chunk.
+func (p *Pool) submit(c *call, size int) error {
+	if size < 1 {
+		size = 1
+	}
+	p.mu.Lock()
+	if p.state != stateOpen {
+		p.mu.Unlock()
+		return ErrClosed
+	}
+	for lo := 0; lo < c.n; lo += size {
+		p.pending = append(p.pending, &chunk{c: c, lo: lo, hi: min(lo+size, c.n)})
+	}
+	p.mu.Unlock()
+	p.kickAll()
+	return nil
+}
+
+// chunkSize is the automatic batch size for n items.
+func (p *Pool) chunkSize(n int) int {
+	if p.cfg.ChunkSize > 0 {
+		return p.cfg.ChunkSize
+	}
+	if p.cfg.TaskTimeout > 0 {
+		return 1
+	}
+	size := (n + 4*p.cfg.Workers - 1) / (4 * p.cfg.Workers)
+	return max(1, min(size, 4096))
+}
+
+// watchTimeouts kills workers whose running chunk overran TaskTimeout.
+func (p *Pool) watchTimeouts() {
+	tick := max(p.cfg.TaskTimeout/8, 5*time.Millisecond)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-p.timeouts:
+			return
+		}
+		now := time.Now()
+		p.mu.Lock()
+		for _, w := range p.workers {
+			if len(w.inflight) == 0 || w.c == nil || w.timedOut != nil {
+				continue
+			}
+			ch := w.inflight[0]
+			limit := p.cfg.TaskTimeout * time.Duration(ch.hi-ch.lo)
+			if !ch.started.IsZero() && now.Sub(ch.started) > limit {
+				w.timedOut = ch
+				w.c.kill()
+			}
+		}
+		p.mu.Unlock()
+	}
+}
+
+// Close stops accepting work, waits for every submitted task to finish,
+// stops the workers and reaps them. It is Join(context.Background()).
+// Calling it again is harmless.
+func (p *Pool) Close() error {
+	return p.Join(context.Background())
+}
+
+// Join stops accepting work (as Close does) and waits until every task
+// submitted before has finished and every worker has exited and been
+// reaped, or ctx ends. After a ctx error the pool keeps closing in the
+// background; call Join again or Terminate.
+func (p *Pool) Join(ctx context.Context) error {
+	p.mu.Lock()
+	if p.state == stateOpen {
+		p.state = stateClosing
+	}
+	p.mu.Unlock()
+	p.kickAll()
+	select {
+	case <-p.done:
+		p.stopWatchers()
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Terminate kills every worker now, fails pending and running tasks with
+// ErrTerminated, and reaps the workers before it returns. Calling it again,
+// or after Close, is harmless.
+func (p *Pool) Terminate() error {
+	p.mu.Lock()
+	p.state = stateTerminated
+	pending := p.pending
+	p.pending = nil
+	for _, w := range p.workers {
+		if w.c != nil {
+			w.c.kill()
+		}
+	}
+	p.mu.Unlock()
+	for _, ch := range pending {
+		ch.c.cancel(ErrTerminated)
+	}
+	<-p.done
+	p.stopWatchers()
+	return nil
+}
+
+func (p *Pool) stopWatchers() {
+	p.stopOnce.Do(func() { close(p.timeouts) })
+}
+
+// Stats returns a snapshot of every worker slot.
+func (p *Pool) Stats() []WorkerStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]WorkerStats, len(p.workers))
+	for i, w := range p.workers {
+		out[i] = WorkerStats{
+			Worker:   i,
+			Pid:      w.pid,
+			CPU:      w.cpu,
+			Tasks:    w.tasks.Load(),
+			Busy:     time.Duration(w.busy.Load()),
+			Restarts: w.restarts,
+		}
+	}
+	return out
+}
+
+// Layout returns where each worker runs: worker -> CPU -> core.
+func (p *Pool) Layout() []Placement {
+	return append([]Placement(nil), p.place...)
+}

@@ -1,0 +1,346 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func mustPool(tb testing.TB, cfg *Config) *Pool {
+	tb.Helper()
+	p, err := New(cfg)
+	if err != nil {
+		tb.Fatalf("New: %v", err)
+	}
+	tb.Cleanup(func() { p.Terminate() })
+	return p
+}
+
+func TestMapCube(t *testing.T) {
+	p := mustPool(t, &Config{Workers: 2, NoPin: true})
+	got, err := Map(context.Background(), p, cube, []int{1, 2, 3, 4, 5, 6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []int{1, 8, 27, 64, 125, 216}; !slices.Equal(got, want) {
+		t.Fatalf("Map = %v, want %v", got, want)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Apply(context.Background(), p, cube, 2); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Apply after Close = %v, want ErrClosed", err)
+	}
+}
+
+func TestApplyAsync(t *testing.T) {
+	p := mustPool(t, &Config{Workers: 2, NoPin: true})
+	var rs []*Result[int]
+	for x := 1; x <= 6; x++ {
+		rs = append(rs, ApplyAsync(p, cube, x))
+	}
+	for i, r := range rs {
+		v, err := r.Get(context.Background())
+		if err != nil || v != (i+1)*(i+1)*(i+1) {
+			t.Fatalf("Get = %v, %v", v, err)
+		}
+		if !r.Ready() {
+			t.Fatal("Ready = false after Get")
+		}
+	}
+}
+
+func TestMapLarge(t *testing.T) {
+	p := mustPool(t, &Config{Workers: 2, NoPin: true})
+	args := make([]int, 10000)
+	for i := range args {
+		args[i] = i
+	}
+	got, err := Map(context.Background(), p, cube, args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range got {
+		if v != i*i*i {
+			t.Fatalf("got[%d] = %d", i, v)
+		}
+	}
+}
+
+func TestTaskError(t *testing.T) {
+	p := mustPool(t, &Config{Workers: 2, NoPin: true})
+	_, err := Map(context.Background(), p, failOdd, []int{0, 2, 4, 5, 6, 7})
+	var te *TaskError
+	args := []int{0, 2, 4, 5, 6, 7}
+	if !errors.As(err, &te) || args[te.Index]%2 != 1 || !strings.Contains(te.Error(), fmt.Sprintf("odd %d", args[te.Index])) || te.Pid == 0 {
+		t.Fatalf("Map = %v, want TaskError for index 3 or 5", err)
+	}
+}
+
+func TestPanic(t *testing.T) {
+	p := mustPool(t, &Config{Workers: 1, NoPin: true})
+	pid0, _ := Apply(context.Background(), p, getPid, 0)
+	_, err := Map(context.Background(), p, boom, []int{1, 2, 3, 4})
+	var te *TaskError
+	if !errors.As(err, &te) || !errors.Is(err, ErrPanic) || te.Index != 2 {
+		t.Fatalf("Map = %v, want panic TaskError at index 2", err)
+	}
+	if !strings.Contains(te.Stack, "pool_test") && !strings.Contains(te.Stack, "main_test") {
+		t.Fatalf("stack does not show the task:\n%s", te.Stack)
+	}
+	if !strings.Contains(te.Error(), "nil map") {
+		t.Fatalf("error lacks the panic value: %v", te)
+	}
+	pid1, err := Apply(context.Background(), p, getPid, 0)
+	if err != nil || pid1 == pid0 || pid1 == 0 {
+		t.Fatalf("after a panic: pid %d, %v; want a new worker (old %d)", pid1, err, pid0)
+	}
+	if r := p.Stats()[0].Restarts; r != 1 {
+		t.Fatalf("Restarts = %d, want 1", r)
+	}
+}
+
+func TestUnknownFunc(t *testing.T) {
+	p := mustPool(t, &Config{Workers: 1, NoPin: true})
+	ghost := Func[int, int]{e: &entry{name: "test.ghost", sig: 1}}
+	_, err := Apply(context.Background(), p, ghost, 1)
+	var te *TaskError
+	if !errors.As(err, &te) || !errors.Is(err, ErrUnknownFunc) {
+		t.Fatalf("Apply(unregistered) = %v, want ErrUnknownFunc", err)
+	}
+	wrong := Func[int, int]{e: &entry{name: "test.cube", sig: 1}}
+	if _, err := Apply(context.Background(), p, wrong, 1); !errors.Is(err, ErrFuncMismatch) {
+		t.Fatalf("Apply(mismatched) = %v, want ErrFuncMismatch", err)
+	}
+	if v, err := Apply(context.Background(), p, cube, 3); v != 27 || err != nil {
+		t.Fatalf("pool unusable afterwards: %v, %v", v, err)
+	}
+}
+
+func TestKillWorkerDuringMap(t *testing.T) {
+	p := mustPool(t, &Config{Workers: 2, NoPin: true})
+	args := make([]int, 10000)
+	for i := range args {
+		args[i] = i
+	}
+	r := MapAsync(p, work, args)
+	time.Sleep(30 * time.Millisecond)
+	victim := p.Stats()[0].Pid
+	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.Get(context.Background())
+	if err != nil {
+		t.Fatalf("Map after a kill = %v; want complete results after a retry", err)
+	}
+	if len(got) != len(args) {
+		t.Fatalf("len = %d", len(got))
+	}
+	for i, v := range got {
+		if v != 3*i+1 {
+			t.Fatalf("result %d = %d, want %d", i, v, 3*i+1)
+		}
+	}
+	if !r.Ready() {
+		t.Fatal("Ready = false after Get")
+	}
+	st := p.Stats()
+	if st[0].Restarts != 1 || st[0].Pid == victim {
+		t.Fatalf("Stats = %+v, want worker 0 replaced once", st)
+	}
+	if v, err := Apply(context.Background(), p, cube, 4); v != 64 || err != nil {
+		t.Fatalf("pool unusable afterwards: %v, %v", v, err)
+	}
+}
+
+func TestWorkerErrorAfterRetries(t *testing.T) {
+	p := mustPool(t, &Config{Workers: 1, NoPin: true, Retries: -1})
+	r := ApplyAsync(p, sleep, 10*time.Second)
+	var pid int
+	for pid == 0 {
+		time.Sleep(10 * time.Millisecond)
+		pid = p.Stats()[0].Pid
+	}
+	time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	syscall.Kill(pid, syscall.SIGKILL)
+	_, err := r.Get(context.Background())
+	took := time.Since(start)
+	var we *WorkerError
+	var ee *exec.ExitError
+	if !errors.As(err, &we) || we.Signal != syscall.SIGKILL || we.Pid != pid || !errors.As(err, &ee) {
+		t.Fatalf("Get = %v, want WorkerError with SIGKILL wrapping *exec.ExitError", err)
+	}
+	if took > 200*time.Millisecond {
+		t.Fatalf("death noticed after %v, want < 200ms", took)
+	}
+	t.Logf("SIGKILL noticed and reported after %v", took)
+}
+
+func TestTaskTimeout(t *testing.T) {
+	p := mustPool(t, &Config{Workers: 1, NoPin: true, TaskTimeout: 100 * time.Millisecond})
+	start := time.Now()
+	_, err := Apply(context.Background(), p, sleep, 5*time.Second)
+	if !errors.Is(err, ErrTaskTimeout) {
+		t.Fatalf("Apply = %v, want ErrTaskTimeout", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("timeout took %v", d)
+	}
+	if v, err := Apply(context.Background(), p, sleep, time.Millisecond); err != nil || v == 0 {
+		t.Fatalf("after timeout: %v, %v", v, err)
+	}
+}
+
+func TestCancel(t *testing.T) {
+	p := mustPool(t, &Config{Workers: 1, NoPin: true, ChunkSize: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	args := []time.Duration{200 * time.Millisecond, time.Second, time.Second, time.Second, time.Second, time.Second}
+	start := time.Now()
+	_, err := Map(ctx, p, sleep, args)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Map = %v, want DeadlineExceeded", err)
+	}
+	if d := time.Since(start); d > 150*time.Millisecond {
+		t.Fatalf("Map returned after %v", d)
+	}
+	// The dropped tasks must not run: only the one already handed to the
+	// worker (in flight behind the running one) still runs.
+	start = time.Now()
+	if _, err := Apply(context.Background(), p, cube, 2); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("Apply after cancel took %v: cancelled tasks still ran", d)
+	}
+}
+
+func TestMaxTasksPerWorker(t *testing.T) {
+	p := mustPool(t, &Config{Workers: 1, NoPin: true, MaxTasksPerWorker: 3, ChunkSize: 2})
+	args := make([]int, 10)
+	got, err := Map(context.Background(), p, getPid, args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := map[int]int{}
+	for _, pid := range got {
+		count[pid]++
+	}
+	if len(count) != 4 {
+		t.Fatalf("pids %v, want 4 workers (3+3+3+1 tasks)", count)
+	}
+	for pid, n := range count {
+		if n > 3 {
+			t.Fatalf("worker %d ran %d tasks, max 3", pid, n)
+		}
+	}
+}
+
+func TestInitializer(t *testing.T) {
+	p := mustPool(t, &Config{Workers: 2, NoPin: true, Initializer: "test.init"})
+	got, err := Map(context.Background(), p, initCalledBy, make([]struct{}, 8))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range got {
+		if n != 1 {
+			t.Fatalf("initializer ran %d times in a worker, want 1", n)
+		}
+	}
+	if _, err := New(&Config{Workers: 1, NoPin: true, Initializer: "test.initfail"}); err == nil || !strings.Contains(err.Error(), "no database") {
+		t.Fatalf("New with failing initializer = %v", err)
+	}
+}
+
+func TestConcurrentMaps(t *testing.T) {
+	p := mustPool(t, &Config{Workers: 2, NoPin: true})
+	errc := make(chan error, 8)
+	for g := range 8 {
+		go func() {
+			args := make([]int, 500)
+			for i := range args {
+				args[i] = g*1000 + i
+			}
+			got, err := Map(context.Background(), p, cube, args)
+			if err == nil {
+				for i, v := range got {
+					if v != args[i]*args[i]*args[i] {
+						err = errors.New("wrong result")
+					}
+				}
+			}
+			errc <- err
+		}()
+	}
+	for range 8 {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestImapOrder(t *testing.T) {
+	p := mustPool(t, &Config{Workers: 2, NoPin: true, ChunkSize: 1})
+	args := []time.Duration{60 * time.Millisecond, 0, 30 * time.Millisecond, 0, 0}
+	i := 0
+	for pid, err := range Imap(context.Background(), p, sleep, args) {
+		if err != nil || pid == 0 {
+			t.Fatal(err)
+		}
+		i++
+	}
+	if i != len(args) {
+		t.Fatalf("yielded %d, want %d", i, len(args))
+	}
+	sq := []int{5, 1, 4, 2, 3}
+	var got []int
+	for v, err := range Imap(context.Background(), p, cube, sq) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, v)
+	}
+	if want := []int{125, 1, 64, 8, 27}; !slices.Equal(got, want) {
+		t.Fatalf("Imap = %v, want %v", got, want)
+	}
+	var un []int
+	for v, err := range ImapUnordered(context.Background(), p, cube, sq) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		un = append(un, v)
+	}
+	slices.Sort(un)
+	if want := []int{1, 8, 27, 64, 125}; !slices.Equal(un, want) {
+		t.Fatalf("ImapUnordered sorted = %v, want %v", un, want)
+	}
+}
+
+func TestMissingInit(t *testing.T) {
+	t.Setenv("MPROC_TEST_NOINIT", "1")
+	start := time.Now()
+	_, err := New(&Config{Workers: 1, NoPin: true})
+	if !errors.Is(err, ErrNoInit) {
+		t.Fatalf("New = %v, want ErrNoInit", err)
+	}
+	// A child that exits is reported at once; one that hangs at the
+	// handshake deadline (1s), plus the time to kill and reap it.
+	if d := time.Since(start); d > 1500*time.Millisecond {
+		t.Fatalf("took %v, want about 1s at most", d)
+	}
+	t.Logf("after %v: %v", time.Since(start), err)
+}
+
+func TestRefuseInWorker(t *testing.T) {
+	t.Setenv(envWorker, "1")
+	if _, err := New(&Config{Workers: 1, NoPin: true}); !errors.Is(err, ErrInWorker) {
+		t.Fatalf("New = %v, want ErrInWorker", err)
+	}
+}

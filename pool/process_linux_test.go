@@ -1,0 +1,125 @@
+package pool
+
+import (
+	"bufio"
+	"errors"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mproc/mproc/internal/leakcheck"
+)
+
+func TestProcess(t *testing.T) {
+	tests := []struct {
+		name    string
+		start   func() (*Process, error)
+		wantErr error
+	}{
+		{"returns nil", func() (*Process, error) { return Start(cube, 3) }, nil},
+		{"returns an error", func() (*Process, error) { return Start(failOdd, 3) }, nil},
+		{"panics", func() (*Process, error) { return Start(boom, 3) }, ErrPanic},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := tt.start()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Pid() <= 0 || p.Pid() == os.Getpid() {
+				t.Fatalf("Pid = %d", p.Pid())
+			}
+			err = p.Wait()
+			switch {
+			case tt.name == "returns an error":
+				var te *TaskError
+				if !errors.As(err, &te) || !strings.Contains(err.Error(), "odd 3") || te.Pid != p.Pid() {
+					t.Fatalf("Wait = %v, want TaskError odd 3", err)
+				}
+			case tt.wantErr == nil && err != nil:
+				t.Fatalf("Wait = %v", err)
+			case tt.wantErr != nil && !errors.Is(err, tt.wantErr):
+				t.Fatalf("Wait = %v, want %v", err, tt.wantErr)
+			}
+			if err2 := p.Wait(); err2 != err {
+				t.Fatalf("second Wait = %v, want %v", err2, err)
+			}
+		})
+	}
+}
+
+func TestProcessKill(t *testing.T) {
+	p, err := Start(sleep, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	err = p.Wait()
+	var we *WorkerError
+	var ee *exec.ExitError
+	if !errors.As(err, &we) || we.Signal != syscall.SIGKILL || !errors.As(err, &ee) {
+		t.Fatalf("Wait = %v, want WorkerError(SIGKILL) wrapping *exec.ExitError", err)
+	}
+	if err := p.Kill(); err != nil {
+		t.Fatalf("Kill after exit = %v", err)
+	}
+}
+
+// TestParentKilled starts a helper process that starts a pool, kills the
+// helper with SIGKILL and checks that its workers are gone within a second.
+func TestParentKilled(t *testing.T) {
+	shmBefore, _ := os.ReadDir("/dev/shm")
+	cmd := exec.Command("/proc/self/exe", "-test.run=^$")
+	cmd.Env = append(os.Environ(), "MPROC_TEST_CHILD=parent")
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	sc := bufio.NewScanner(out)
+	for sc.Scan() && sc.Text() != "ready" {
+		pid, err := strconv.Atoi(sc.Text())
+		if err != nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("helper said %q", sc.Text())
+		}
+		pids = append(pids, pid)
+	}
+	if len(pids) != 2 {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("helper reported workers %v", pids)
+	}
+	if kids := leakcheck.ChildrenOf(cmd.Process.Pid); len(kids) != 2 {
+		t.Errorf("helper's children = %v, want its 2 workers", kids)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	killed := time.Now()
+	for _, pid := range pids {
+		for leakcheck.ProcessAlive(pid) {
+			if time.Since(killed) > time.Second {
+				syscall.Kill(pid, syscall.SIGKILL)
+				t.Fatalf("worker %d still alive 1s after its parent was killed", pid)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	t.Logf("workers gone %v after the parent's SIGKILL", time.Since(killed))
+	shmAfter, _ := os.ReadDir("/dev/shm")
+	if len(shmAfter) > len(shmBefore) {
+		t.Errorf("/dev/shm grew: %v -> %v", shmBefore, shmAfter)
+	}
+}

@@ -1,0 +1,164 @@
+package pool
+
+import (
+	"fmt"
+	"hash/fnv"
+	"reflect"
+	"runtime"
+	"sync"
+
+	"github.com/mproc/mproc/internal/codec"
+)
+
+// Func is a typed handle on a function registered with Register. It is a
+// small value: copy it freely. The zero Func names no function.
+type Func[A, R any] struct {
+	e *entry
+}
+
+// Name returns the name f was registered under.
+func (f Func[A, R]) Name() string {
+	if f.e == nil {
+		return ""
+	}
+	return f.e.name
+}
+
+// entry is one registered function, erased to bytes in and bytes out so the
+// worker loop and the transports need no type parameters.
+type entry struct {
+	name  string
+	sig   uint64 // fingerprint of the argument and result types
+	types string // "A -> R", for error messages
+	where string // file:line of the Register call, for duplicate panics
+	// call decodes an argument, runs the function and appends the encoded
+	// result to dst. It does not recover panics: the worker loop does.
+	call func(dst, arg []byte) ([]byte, error)
+	// zero runs the function on the zero argument (Config.Initializer).
+	zero func() error
+}
+
+var registry struct {
+	mu     sync.Mutex
+	byName map[string]*entry
+	closed bool // set by Init: workers could not see later registrations
+}
+
+// Register makes fn callable in workers under name and returns its typed
+// handle. Call it at package initialisation (a package-level var or init
+// function), never inside main: a worker re-executes the binary and only
+// sees functions registered before main runs. Names are explicit because
+// all instantiations of a generic function share one runtime name.
+//
+// Register panics if name is empty or already registered (naming both
+// registration sites), or if it is called after Init.
+//
+// A and R travel between processes through the package's codec: raw bytes
+// for fixed-size pointer-free types, CBOR otherwise (exported fields only).
+// shm.Array and ipc.Queue handles in A are resolved in the worker without
+// copying their data.
+func Register[A, R any](name string, fn func(A) (R, error)) Func[A, R] {
+	if name == "" || fn == nil {
+		panic("pool: Register needs a name and a function")
+	}
+	argc, resc := codec.For[A](), codec.For[R]()
+	ta, tr := reflect.TypeFor[A](), reflect.TypeFor[R]()
+	e := &entry{
+		name:  name,
+		types: ta.String() + " -> " + tr.String(),
+		where: caller(),
+		call: func(dst, arg []byte) ([]byte, error) {
+			var a A
+			if err := argc.Decode(arg, &a); err != nil {
+				return dst, fmt.Errorf("decode argument %s: %w", ta, err)
+			}
+			r, err := fn(a)
+			if err != nil {
+				return dst, err
+			}
+			return resc.Append(dst, r)
+		},
+	}
+	e.zero = func() error {
+		var a A
+		_, err := fn(a)
+		return err
+	}
+	e.sig = fingerprint(name, e.types)
+
+	registry.mu.Lock()
+	defer registry.mu.Unlock()
+	if registry.closed {
+		panic(fmt.Sprintf("pool: Register(%q) at %s after pool.Init: functions registered inside main cannot exist in a worker; register at package init", name, e.where))
+	}
+	if registry.byName == nil {
+		registry.byName = make(map[string]*entry)
+	}
+	if old, ok := registry.byName[name]; ok {
+		panic(fmt.Sprintf("pool: Register(%q) twice: at %s and at %s", name, old.where, e.where))
+	}
+	registry.byName[name] = e
+	return Func[A, R]{e: e}
+}
+
+// lookup finds the function a task names and checks its types.
+func lookup(name string, sig uint64) (*entry, error) {
+	registry.mu.Lock()
+	e := registry.byName[name]
+	registry.mu.Unlock()
+	switch {
+	case e == nil:
+		return nil, fmt.Errorf("%w: %q", ErrUnknownFunc, name)
+	case e.sig != sig:
+		return nil, fmt.Errorf("%w: %q is %s here", ErrFuncMismatch, name, e.types)
+	}
+	return e, nil
+}
+
+func closeRegistry() {
+	registry.mu.Lock()
+	registry.closed = true
+	registry.mu.Unlock()
+}
+
+func fingerprint(name, types string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	h.Write([]byte{0})
+	h.Write([]byte(types))
+	return h.Sum64()
+}
+
+func caller() string {
+	// Skip caller, Register.
+	if _, file, line, ok := runtime.Caller(2); ok {
+		return fmt.Sprintf("%s:%d", file, line)
+	}
+	return "unknown place"
+}
+
+// runInitializer runs Config.Initializer in a worker.
+func runInitializer(name string) (err error) {
+	registry.mu.Lock()
+	e := registry.byName[name]
+	registry.mu.Unlock()
+	if e == nil {
+		return fmt.Errorf("initializer: %w: %q", ErrUnknownFunc, name)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("initializer %q: %w: %v", name, ErrPanic, r)
+		}
+	}()
+	if err := e.zero(); err != nil {
+		return fmt.Errorf("initializer %q: %w", name, err)
+	}
+	return nil
+}
+
+// registered reports whether name is registered (checked in the parent).
+func registered(name string) bool {
+	registry.mu.Lock()
+	defer registry.mu.Unlock()
+	return registry.byName[name] != nil
+}

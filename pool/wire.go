@@ -1,0 +1,172 @@
+package pool
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// Wire format of the messages between the parent and a worker. It does not
+// depend on the transport that carries them (shared-memory rings today).
+// Everything is little-endian; every read is bounds-checked because a
+// message may come from a crashed or hostile peer.
+//
+// Task message (parent to worker), one per chunk of a call:
+//
+//	kind u8 | flags u8 | count u16 | first u32 | job u64 | sig u64 |
+//	nameLen u8 | name | count × (len u32 | argument bytes)
+//
+// Result message (worker to parent), one per task message:
+//
+//	kind u8 | flags u8 | count u16 | first u32 | job u64 | busy ns u64 |
+//	count × (status u8 | len u32 | bytes)
+//
+// first is the index, within the call, of the chunk's first item; it
+// travels only for error messages. A result message may report fewer items
+// than its task had: the rest were skipped because the worker is retiring
+// (after a panic or at MaxTasksPerWorker) and are run elsewhere.
+const (
+	kindTask   = 1
+	kindResult = 2
+	kindStop   = 3 // parent to worker: exit cleanly
+
+	flagRetire = 1 // result: this worker exits after this message
+
+	hdrLen = 24
+)
+
+// Item statuses in a result message.
+const (
+	stOK       = 0 // bytes: the encoded result
+	stErr      = 1 // bytes: error text
+	stPanic    = 2 // bytes: len u32 | panic text | stack
+	stUnknown  = 3 // bytes: error text (ErrUnknownFunc)
+	stMismatch = 4 // bytes: error text (ErrFuncMismatch)
+)
+
+var errShortMsg = errors.New("pool: truncated message from peer")
+
+type msgHeader struct {
+	kind, flags uint8
+	count       int
+	first       int
+	job         uint64
+	extra       uint64 // sig in a task, busy nanoseconds in a result
+}
+
+func appendHeader(dst []byte, h msgHeader) []byte {
+	dst = append(dst, h.kind, h.flags)
+	dst = binary.LittleEndian.AppendUint16(dst, uint16(h.count))
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(h.first))
+	dst = binary.LittleEndian.AppendUint64(dst, h.job)
+	return binary.LittleEndian.AppendUint64(dst, h.extra)
+}
+
+func parseHeader(b []byte) (msgHeader, []byte, error) {
+	if len(b) < hdrLen {
+		return msgHeader{}, nil, errShortMsg
+	}
+	return msgHeader{
+		kind:  b[0],
+		flags: b[1],
+		count: int(binary.LittleEndian.Uint16(b[2:])),
+		first: int(binary.LittleEndian.Uint32(b[4:])),
+		job:   binary.LittleEndian.Uint64(b[8:]),
+		extra: binary.LittleEndian.Uint64(b[16:]),
+	}, b[hdrLen:], nil
+}
+
+// appendName appends a function name (at most 255 bytes).
+func appendName(dst []byte, name string) []byte {
+	if len(name) > 255 {
+		name = name[:255]
+	}
+	dst = append(dst, byte(len(name)))
+	return append(dst, name...)
+}
+
+func parseName(b []byte) (string, []byte, error) {
+	if len(b) < 1 || len(b) < 1+int(b[0]) {
+		return "", nil, errShortMsg
+	}
+	n := int(b[0])
+	return string(b[1 : 1+n]), b[1+n:], nil
+}
+
+// beginItem reserves the length word of an item; endItem fills it in.
+func beginItem(dst []byte) ([]byte, int) {
+	return append(dst, 0, 0, 0, 0), len(dst)
+}
+
+func endItem(dst []byte, at int) []byte {
+	binary.LittleEndian.PutUint32(dst[at:], uint32(len(dst)-at-4))
+	return dst
+}
+
+// nextItem splits one length-prefixed item off b.
+func nextItem(b []byte) (item, rest []byte, err error) {
+	if len(b) < 4 {
+		return nil, nil, errShortMsg
+	}
+	n := binary.LittleEndian.Uint32(b)
+	if uint64(n) > uint64(len(b)-4) {
+		return nil, nil, errShortMsg
+	}
+	return b[4 : 4+n], b[4+n:], nil
+}
+
+// appendPanic encodes a recovered panic value and stack as a stPanic item body.
+func appendPanic(dst []byte, v any, stack []byte) []byte {
+	msg := fmt.Sprint(v)
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(msg)))
+	dst = append(dst, msg...)
+	return append(dst, stack...)
+}
+
+func parsePanic(b []byte) (msg, stack string) {
+	if len(b) < 4 {
+		return string(b), ""
+	}
+	n := binary.LittleEndian.Uint32(b)
+	if uint64(n) > uint64(len(b)-4) {
+		return string(b[4:]), ""
+	}
+	return string(b[4 : 4+n]), string(b[4+n:])
+}
+
+// encodeTask appends a task message for items first..first+count-1 of a
+// call; enc appends the encoded argument of item i.
+func encodeTask(dst []byte, e *entry, job uint64, first, count int, enc func(dst []byte, i int) ([]byte, error)) ([]byte, error) {
+	dst = appendHeader(dst, msgHeader{kind: kindTask, count: count, first: first, job: job, extra: e.sig})
+	dst = appendName(dst, e.name)
+	for i := first; i < first+count; i++ {
+		var at int
+		dst, at = beginItem(dst)
+		var err error
+		if dst, err = enc(dst, i); err != nil {
+			return dst, fmt.Errorf("encode argument %d: %w", i, err)
+		}
+		dst = endItem(dst, at)
+	}
+	return dst, nil
+}
+
+// itemError turns a failed item's status and bytes into the caller's
+// error; nil for stOK.
+func itemError(status uint8, b []byte, name string, index, pid int) error {
+	te := &TaskError{Func: name, Index: index, Pid: pid}
+	switch status {
+	case stOK:
+		return nil
+	case stPanic:
+		msg, stack := parsePanic(b)
+		te.Err, te.Stack = fmt.Errorf("%w: %s", ErrPanic, msg), stack
+	case stUnknown:
+		te.Err = fmt.Errorf("%w: %q", ErrUnknownFunc, name)
+	case stMismatch:
+		te.Err = fmt.Errorf("%w: %s", ErrFuncMismatch, b)
+	default:
+		te.Err = errors.New(string(b))
+	}
+	return te
+}
