@@ -371,4 +371,4 @@ func (sockTransport) pair(int) (link, []*os.File, string, error) {
 	return l, []*os.File{cf}, "sock", nil
 }
 
-func defaultTransport() transport { return sockTransport{} }
+func defaultTransport() transport { return newShmTransport() }

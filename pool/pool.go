@@ -261,7 +261,9 @@ func (w *worker) serveOne() {
 		defer close(senderDone)
 		w.sendLoop(l, stop)
 	}()
+	monDone := make(chan struct{})
 	go func() {
+		defer close(monDone)
 		// When the process exits, let the collector drain and return.
 		<-c.exited
 		l.peerGone()
@@ -273,7 +275,8 @@ func (w *worker) serveOne() {
 	werr := c.reap()
 	close(stop)
 	<-senderDone
-	l.close()
+	<-monDone
+	l.close() // only now: nobody touches the rings any more
 	w.settle(werr, c.pid)
 }
 
