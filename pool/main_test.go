@@ -32,6 +32,8 @@ func TestMain(m *testing.M) {
 // their own.
 func testChild(mode string) int {
 	switch mode {
+	case "gobworker":
+		return gobWorker()
 	case "parent":
 		// Start a pool, report its workers, then wait to be killed.
 		p, err := New(&Config{Workers: 2, NoPin: true})

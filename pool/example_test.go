@@ -1,0 +1,117 @@
+package pool_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/mproc/mproc/ipc"
+	"github.com/mproc/mproc/pool"
+)
+
+// Functions run by workers are registered at package initialisation, never
+// inside main: a worker re-executes the binary and never runs main past
+// pool.Init.
+var cube = pool.Register("example.cube", func(x int) (int, error) { return x * x * x, nil })
+
+// The seed's Pool.map: results come back in the order of the arguments.
+// (In a program, main starts with pool.Init(); here TestMain does.)
+func ExampleMap() {
+	p, err := pool.New(&pool.Config{Workers: 4})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer p.Close()
+	out, err := pool.Map(context.Background(), p, cube, []int{1, 2, 3, 4, 5, 6})
+	fmt.Println(out, err)
+	// Output: [1 8 27 64 125 216] <nil>
+}
+
+// The seed's Pool.apply_async: submit everything, then collect.
+func ExampleApplyAsync() {
+	p, err := pool.New(&pool.Config{Workers: 4})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer p.Close()
+	var results []*pool.Result[int]
+	for x := 1; x <= 6; x++ {
+		results = append(results, pool.ApplyAsync(p, cube, x))
+	}
+	var output []int
+	for _, r := range results {
+		v, err := r.Get(context.Background())
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		output = append(output, v)
+	}
+	fmt.Println(output)
+	// Output: [1 8 27 64 125 216]
+}
+
+func ExampleImap() {
+	p, err := pool.New(&pool.Config{Workers: 2})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer p.Close()
+	for v, err := range pool.Imap(context.Background(), p, cube, []int{3, 1, 2}) {
+		fmt.Println(v, err)
+	}
+	// Output:
+	// 27 <nil>
+	// 1 <nil>
+	// 8 <nil>
+}
+
+type tagged struct {
+	Pos int
+	S   string
+}
+
+type label struct {
+	Pos    int
+	Output *ipc.Queue[tagged] // travels as its segment id
+}
+
+var putLabel = pool.Register("example.label", func(a label) (struct{}, error) {
+	return struct{}{}, a.Output.Put(context.Background(), tagged{a.Pos, fmt.Sprintf("item-%d", a.Pos)})
+})
+
+// The seed's Process example with positions: four processes put into one
+// queue in whatever order they finish; the positions restore the order.
+func ExampleStart() {
+	q, err := ipc.NewQueue[tagged](nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer q.Detach()
+	var procs []*pool.Process
+	for x := range 4 {
+		p, err := pool.Start(putLabel, label{Pos: x, Output: q})
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		procs = append(procs, p)
+	}
+	for _, p := range procs {
+		if err := p.Wait(); err != nil {
+			fmt.Println(err)
+		}
+	}
+	var results []tagged
+	for range procs {
+		r, _ := q.Get(context.Background())
+		results = append(results, r)
+	}
+	slices.SortFunc(results, func(a, b tagged) int { return a.Pos - b.Pos })
+	fmt.Println(results)
+	// Output: [{0 item-0} {1 item-1} {2 item-2} {3 item-3}]
+}
