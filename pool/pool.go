@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -117,6 +118,9 @@ type worker struct {
 	cpu  int
 	kick chan struct{}
 
+	sendMu  sync.Mutex // held while producing into the task ring
+	sendBuf []byte     // guarded by sendMu
+
 	// guarded by p.mu
 	c        *child
 	l        link
@@ -220,7 +224,6 @@ func (w *worker) run() {
 		w.serveOne()
 		p.mu.Lock()
 		keep := p.state == stateOpen || (p.state == stateClosing && len(p.pending) > 0)
-		w.c, w.l, w.pid = nil, nil, 0
 		p.mu.Unlock()
 		if !keep {
 			p.kickAll() // a closing pool may now be idle
@@ -259,7 +262,7 @@ func (w *worker) serveOne() {
 	senderDone := make(chan struct{})
 	go func() {
 		defer close(senderDone)
-		w.sendLoop(l, stop)
+		w.sendLoop(stop)
 	}()
 	monDone := make(chan struct{})
 	go func() {
@@ -276,55 +279,75 @@ func (w *worker) serveOne() {
 	close(stop)
 	<-senderDone
 	<-monDone
-	l.close() // only now: nobody touches the rings any more
+	// Detach the link under sendMu so that no inline pump still uses it,
+	// then release it: nobody touches the rings any more.
+	w.sendMu.Lock()
+	p.mu.Lock()
+	w.c, w.l, w.pid = nil, nil, 0
+	p.mu.Unlock()
+	w.sendMu.Unlock()
+	l.close()
 	w.settle(werr, c.pid)
 }
 
 // sendLoop gives the worker chunks while it has room.
-func (w *worker) sendLoop(l link, stop <-chan struct{}) {
-	p := w.p
-	var buf []byte
+func (w *worker) sendLoop(stop <-chan struct{}) {
 	for {
 		select {
 		case <-w.kick:
 		case <-stop:
 			return
 		}
-		for {
-			ch, stopNow := p.take(w)
-			if stopNow {
-				buf = appendHeader(buf[:0], msgHeader{kind: kindStop})
-				l.send(context.Background(), buf)
-				break
-			}
-			if ch == nil {
-				break
-			}
-			var err error
-			buf, err = encodeTask(buf[:0], ch.c.e, ch.job, ch.lo, ch.hi-ch.lo, ch.c.enc)
-			if err != nil {
-				p.drop(w, ch)
-				ch.c.cancel(err)
-				continue
-			}
-			if err := l.send(context.Background(), buf); err != nil {
-				return // the collector sees the death and settles
-			}
+		w.pump()
+	}
+}
+
+// pump sends chunks to the worker while it has room. It runs on the
+// worker's sender goroutine, and inline on a submitting goroutine when the
+// worker is idle (saving a goroutine hand-off per Apply). sendMu makes it
+// the ring's single producer and keeps the link open while it is used.
+func (w *worker) pump() {
+	w.sendMu.Lock()
+	defer w.sendMu.Unlock()
+	p := w.p
+	for {
+		ch, l, stopNow := p.take(w)
+		if l == nil {
+			return
+		}
+		if stopNow {
+			w.sendBuf = appendHeader(w.sendBuf[:0], msgHeader{kind: kindStop})
+			l.send(context.Background(), w.sendBuf)
+			return
+		}
+		if ch == nil {
+			return
+		}
+		var err error
+		w.sendBuf, err = encodeTask(w.sendBuf[:0], ch.c.e, ch.job, ch.lo, ch.hi-ch.lo, ch.c.enc)
+		if err != nil {
+			p.drop(w, ch)
+			ch.c.cancel(err)
+			continue
+		}
+		if err := l.send(context.Background(), w.sendBuf); err != nil {
+			return // the collector sees the death and settles
 		}
 	}
 }
 
 // take pops the next chunk for w, or reports that w should be stopped
 // because the pool is closing and idle.
-func (p *Pool) take(w *worker) (ch *chunk, stop bool) {
+func (p *Pool) take(w *worker) (ch *chunk, l link, stop bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if w.retiring || w.timedOut != nil || w.stopSent {
-		return nil, false
+	l = w.l
+	if l == nil || w.retiring || w.timedOut != nil || w.stopSent {
+		return nil, nil, false
 	}
 	if p.state == stateClosing && len(p.pending) == 0 && len(w.inflight) == 0 {
 		w.stopSent = true
-		return nil, true
+		return nil, l, true
 	}
 	for len(w.inflight) < depth && len(p.pending) > 0 {
 		ch = p.pending[0]
@@ -340,9 +363,9 @@ func (p *Pool) take(w *worker) (ch *chunk, stop bool) {
 			ch.started = time.Now()
 		}
 		w.inflight = append(w.inflight, ch)
-		return ch, false
+		return ch, l, false
 	}
-	return nil, false
+	return nil, l, false
 }
 
 // drop removes a chunk that could not be sent.
@@ -394,7 +417,14 @@ func (w *worker) collect(l link) {
 		w.tasks.Add(int64(h.count))
 		w.busy.Add(int64(h.extra))
 		w.deliver(ch, h.count, body, pid)
-		w.kickSelf()
+		if !p.pendingEmpty() {
+			w.kickSelf()
+		}
+		// The caller just readied sits in this P's run queue; the next
+		// Get would spin on the ring (not yielding the P) and leave it for
+		// another P, whose wake-up is a futex wake of an idle CPU (tens of
+		// µs on a VM). Let it run here first.
+		runtime.Gosched()
 	}
 }
 
@@ -497,6 +527,12 @@ func (p *Pool) kickAll() {
 	}
 }
 
+func (p *Pool) pendingEmpty() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.pending) == 0
+}
+
 func (p *Pool) open() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -534,7 +570,18 @@ func (p *Pool) submit(c *call, size int) error {
 		p.pending = append(p.pending, &chunk{c: c, lo: lo, hi: min(lo+size, c.n)})
 	}
 	p.mu.Unlock()
-	p.kickAll()
+	// Hand work to idle workers from this goroutine when their sender is
+	// free; otherwise (or for what is left) wake their senders.
+	for _, w := range p.workers {
+		if w.sendMu.TryLock() {
+			w.sendMu.Unlock()
+			w.pump()
+		}
+		w.kickSelf()
+		if p.pendingEmpty() {
+			break
+		}
+	}
 	return nil
 }
 
