@@ -417,7 +417,7 @@ func (w *worker) collect(l link) {
 		w.tasks.Add(int64(h.count))
 		w.busy.Add(int64(h.extra))
 		w.deliver(ch, h.count, body, pid)
-		if !p.pendingEmpty() {
+		if p.moreToSend() {
 			w.kickSelf()
 		}
 		// The caller just readied sits in this P's run queue; the next
@@ -531,6 +531,14 @@ func (p *Pool) pendingEmpty() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.pending) == 0
+}
+
+// moreToSend reports whether senders have work: queued chunks, or stop
+// messages to send because the pool is closing.
+func (p *Pool) moreToSend() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.pending) > 0 || p.state != stateOpen
 }
 
 func (p *Pool) open() bool {

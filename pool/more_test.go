@@ -1,0 +1,172 @@
+package pool
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mproc/mproc/internal/cpus"
+)
+
+func TestRegisterRules(t *testing.T) {
+	mustPanic := func(name, want string, f func()) {
+		t.Helper()
+		defer func() {
+			r := recover()
+			if r == nil || !strings.Contains(r.(string), want) {
+				t.Fatalf("%s: panic %v, want one mentioning %q", name, r, want)
+			}
+		}()
+		f()
+	}
+	mustPanic("after Init", "inside main cannot exist in a worker", func() {
+		Register("test.late", func(int) (int, error) { return 0, nil })
+	})
+	// Reopen the registry to check duplicate detection.
+	registry.mu.Lock()
+	registry.closed = false
+	registry.mu.Unlock()
+	defer closeRegistry()
+	mustPanic("duplicate", "twice: at", func() {
+		Register("test.cube", func(int) (int, error) { return 0, nil })
+	})
+	if _, ok := registry.byName["test.late"]; ok {
+		t.Fatal("a refused registration was kept")
+	}
+}
+
+func TestStatsAndPinning(t *testing.T) {
+	allowed, err := cpus.Allowed()
+	if err != nil {
+		t.Skip(err)
+	}
+	p := mustPool(t, &Config{Workers: 2})
+	if _, err := Map(context.Background(), p, work, make([]int, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	st := p.Stats()
+	var total int64
+	for i, s := range st {
+		total += s.Tasks
+		if s.Pid == 0 || s.Busy <= 0 || s.Worker != i {
+			t.Errorf("Stats[%d] = %+v", i, s)
+		}
+		masks, err := cpus.ThreadMasks(s.Pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for tid, m := range masks {
+			if len(m) != 1 || m[0] != s.CPU {
+				t.Errorf("worker %d thread %d on CPUs %v, want [%d]", i, tid, m, s.CPU)
+			}
+		}
+	}
+	if total != 1000 {
+		t.Errorf("tasks done = %d, want 1000", total)
+	}
+	lay := p.Layout()
+	if len(lay) != 2 || lay[0].CPU != st[0].CPU || lay[1].CPU != st[1].CPU {
+		t.Errorf("Layout = %+v, Stats = %+v", lay, st)
+	}
+	if len(allowed) >= 2 && lay[0].CPU == lay[1].CPU {
+		t.Errorf("two workers share CPU %d although %v are allowed", lay[0].CPU, allowed)
+	}
+}
+
+var echoBytes = Register("test.echobytes", func(b []byte) (int, error) {
+	for i, c := range b {
+		if c != byte(i*7) {
+			return 0, errors.New("corrupt payload")
+		}
+	}
+	return len(b), nil
+})
+
+// TestLargeMessages sends messages larger than a ring slot can hold, which
+// travel as fragments.
+func TestLargeMessages(t *testing.T) {
+	p := mustPool(t, &Config{Workers: 2, NoPin: true, ChunkSize: 3})
+	args := make([][]byte, 7)
+	for i := range args {
+		args[i] = make([]byte, 300_000+i)
+		for j := range args[i] {
+			args[i][j] = byte(j * 7)
+		}
+	}
+	got, err := Map(context.Background(), p, echoBytes, args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range got {
+		if n != len(args[i]) {
+			t.Fatalf("got[%d] = %d, want %d", i, n, len(args[i]))
+		}
+	}
+}
+
+func TestTerminate(t *testing.T) {
+	p, err := New(&Config{Workers: 1, NoPin: true, ChunkSize: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := MapAsync(p, sleep, []time.Duration{time.Minute, time.Minute, time.Minute})
+	time.Sleep(20 * time.Millisecond)
+	start := time.Now()
+	if err := p.Terminate(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("Terminate took %v", d)
+	}
+	if _, err := r.Get(context.Background()); !errors.Is(err, ErrTerminated) {
+		t.Fatalf("Get = %v, want ErrTerminated", err)
+	}
+	if err := p.Terminate(); err != nil {
+		t.Fatalf("second Terminate = %v", err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatalf("Close after Terminate = %v", err)
+	}
+}
+
+func TestJoinContext(t *testing.T) {
+	p := mustPool(t, &Config{Workers: 1, NoPin: true})
+	r := ApplyAsync(p, sleep, 300*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := p.Join(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Join = %v, want DeadlineExceeded while a task runs", err)
+	}
+	if err := p.Join(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Get(context.Background()); err != nil {
+		t.Fatalf("task submitted before Close = %v, want it to finish", err)
+	}
+}
+
+// FuzzResultMessage feeds hostile bytes to the worker loop and to the
+// parent's result parsing: errors, never a panic.
+func FuzzResultMessage(f *testing.F) {
+	msg, _ := encodeTask(nil, cube.e, 1, 0, 2, func(dst []byte, i int) ([]byte, error) {
+		return append(dst, 1, 0, 0, 0, 0, 0, 0, 0), nil
+	})
+	f.Add(msg)
+	f.Add([]byte{kindResult, 0, 5, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if h, body, err := parseHeader(b); err == nil {
+			budget := -1
+			runTasks(nil, h, body, &budget)
+			c := newCall(cube.e, 3)
+			c.dec = func(int, []byte) error { return nil }
+			w := &worker{p: &Pool{}}
+			w.deliver(&chunk{c: c, lo: 0, hi: 3}, h.count, body, 1)
+		}
+		parsePanic(b)
+		decodeSetup(b)
+		_ = bytes.Clone(b)
+	})
+}
