@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"slices"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -68,7 +67,7 @@ func newExecPool(tb testing.TB, n int) *execPool {
 		cmd := exec.Command("/proc/self/exe", "-test.run=^$", "-test.bench=^$")
 		cmd.Env = append(os.Environ(), "MPROC_TEST_CHILD=gobworker")
 		cmd.Stderr = os.Stderr
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		dieWithParent(cmd)
 		w, _ := cmd.StdinPipe()
 		r, _ := cmd.StdoutPipe()
 		if err := cmd.Start(); err != nil {
@@ -249,7 +248,7 @@ func BenchmarkKillRecovery(b *testing.B) {
 		r := ApplyAsync(p, sleep, time.Minute)
 		time.Sleep(2 * time.Millisecond)
 		start := time.Now()
-		syscall.Kill(pid, syscall.SIGKILL)
+		killPid(pid)
 		if _, err := r.Get(ctx); err == nil {
 			b.Fatal("task survived its worker's death")
 		}

@@ -2,6 +2,7 @@ package pool
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -79,6 +80,29 @@ type setup struct {
 	maxTasks    int    // pool: retire after this many tasks (0: never)
 	initializer string // pool: registered function run before "ready"
 	transport   string // pool: how to open the task/result link
+}
+
+func encodeSetup(s setup) []byte {
+	b := []byte{opSetup, 0}
+	if s.process {
+		b[1] = 1
+	}
+	b = binary.LittleEndian.AppendUint32(b, uint32(s.maxTasks))
+	b = appendName(b, s.initializer)
+	return append(b, s.transport...)
+}
+
+func decodeSetup(b []byte) (setup, error) {
+	if len(b) < 6 || b[0] != opSetup {
+		return setup{}, errNoSetup
+	}
+	s := setup{process: b[1] == 1, maxTasks: int(binary.LittleEndian.Uint32(b[2:]))}
+	name, rest, err := parseName(b[6:])
+	if err != nil {
+		return setup{}, errNoSetup
+	}
+	s.initializer, s.transport = name, string(rest)
+	return s, nil
 }
 
 // child is the parent's view of one re-executed child process.

@@ -98,29 +98,6 @@ func socketpair(typ int) (*os.File, *os.File, error) {
 	return os.NewFile(uintptr(fds[0]), "mproc-parent"), os.NewFile(uintptr(fds[1]), "mproc-child"), nil
 }
 
-func encodeSetup(s setup) []byte {
-	b := []byte{opSetup, 0}
-	if s.process {
-		b[1] = 1
-	}
-	b = binary.LittleEndian.AppendUint32(b, uint32(s.maxTasks))
-	b = appendName(b, s.initializer)
-	return append(b, s.transport...)
-}
-
-func decodeSetup(b []byte) (setup, error) {
-	if len(b) < 6 || b[0] != opSetup {
-		return setup{}, errNoSetup
-	}
-	s := setup{process: b[1] == 1, maxTasks: int(binary.LittleEndian.Uint32(b[2:]))}
-	name, rest, err := parseName(b[6:])
-	if err != nil {
-		return setup{}, errNoSetup
-	}
-	s.initializer, s.transport = name, string(rest)
-	return s, nil
-}
-
 // startChild starts the worker process and its watchers; spawnChild then
 // waits for the handshake.
 func startChild(s setup, cpu int, extra []*os.File) (*child, error) {

@@ -93,3 +93,12 @@ var (
 	initCalledBy = Register("test.initcount", func(struct{}) (int, error) { return initCount, nil })
 	initFail     = Register("test.initfail", func(struct{}) (struct{}, error) { return struct{}{}, errors.New("no database") })
 )
+
+// killPid sends SIGKILL to pid.
+func killPid(pid int) error {
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return err
+	}
+	return p.Kill()
+}

@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -132,7 +132,7 @@ func TestKillWorkerDuringMap(t *testing.T) {
 	r := MapAsync(p, work, args)
 	time.Sleep(30 * time.Millisecond)
 	victim := p.Stats()[0].Pid
-	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
+	if err := killPid(victim); err != nil {
 		t.Fatal(err)
 	}
 	got, err := r.Get(context.Background())
@@ -169,12 +169,12 @@ func TestWorkerErrorAfterRetries(t *testing.T) {
 	}
 	time.Sleep(50 * time.Millisecond)
 	start := time.Now()
-	syscall.Kill(pid, syscall.SIGKILL)
+	killPid(pid)
 	_, err := r.Get(context.Background())
 	took := time.Since(start)
 	var we *WorkerError
 	var ee *exec.ExitError
-	if !errors.As(err, &we) || we.Signal != syscall.SIGKILL || we.Pid != pid || !errors.As(err, &ee) {
+	if !errors.As(err, &we) || we.Signal != os.Kill || we.Pid != pid || !errors.As(err, &ee) {
 		t.Fatalf("Get = %v, want WorkerError with SIGKILL wrapping *exec.ExitError", err)
 	}
 	if took > 200*time.Millisecond {

@@ -123,3 +123,7 @@ func TestParentKilled(t *testing.T) {
 		t.Errorf("/dev/shm grew: %v -> %v", shmBefore, shmAfter)
 	}
 }
+
+func dieWithParent(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+}
