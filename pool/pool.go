@@ -581,13 +581,14 @@ func (p *Pool) submit(c *call, size int) error {
 	// Hand work to idle workers from this goroutine when their sender is
 	// free; otherwise (or for what is left) wake their senders.
 	for _, w := range p.workers {
+		if p.pendingEmpty() {
+			break
+		}
 		if w.sendMu.TryLock() {
 			w.sendMu.Unlock()
 			w.pump()
-		}
-		w.kickSelf()
-		if p.pendingEmpty() {
-			break
+		} else {
+			w.kickSelf() // its pump is busy: make it look again
 		}
 	}
 	return nil
