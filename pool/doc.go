@@ -65,6 +65,8 @@
 //     behind a slow one waits for it (or for its timeout).
 //   - Process arguments must encode to at most 64 KiB; put bulk data in an
 //     shm.Array.
+//   - A Pool that is never closed keeps its workers until this process
+//     exits (they die with it). Call Close or Terminate.
 //   - Workers are pinned to one CPU each by default (Config.NoPin turns it
 //     off): a worker's own goroutines share that CPU.
 package pool

@@ -3,6 +3,7 @@ package pool
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"sync"
 
@@ -34,6 +35,9 @@ func Start[A, R any](f Func[A, R], arg A) (*Process, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	if len(msg) > ctlMaxMessage {
+		return nil, fmt.Errorf("pool: Start: argument encodes to %d bytes, over the %d-byte limit; pass bulk data in an shm.Array", len(msg), ctlMaxMessage-hdrLen-1)
 	}
 	c, err := spawnChild(context.Background(), setup{process: true}, -1, nil)
 	if err != nil {

@@ -127,3 +127,18 @@ func TestParentKilled(t *testing.T) {
 func dieWithParent(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }
+
+var byteLen = Register("test.bytelen", func(b []byte) (int, error) { return len(b), nil })
+
+func TestProcessArgumentTooLarge(t *testing.T) {
+	if _, err := Start(byteLen, make([]byte, 1<<20)); err == nil || !strings.Contains(err.Error(), "shm.Array") {
+		t.Fatalf("Start(1 MiB argument) = %v, want a size error", err)
+	}
+	p, err := Start(byteLen, make([]byte, 1000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Wait(); err != nil {
+		t.Fatal(err)
+	}
+}
