@@ -60,6 +60,10 @@ var (
 		time.Sleep(d)
 		return os.Getpid(), nil
 	})
+	sleepEcho = Register("test.sleepecho", func(d delayed) (int, error) {
+		time.Sleep(d.D)
+		return d.I, nil
+	})
 	boom = Register("test.panic", func(x int) (int, error) {
 		if x == 3 {
 			var m map[string]int
@@ -101,4 +105,9 @@ func killPid(pid int) error {
 		return err
 	}
 	return p.Kill()
+}
+
+type delayed struct {
+	I int
+	D time.Duration
 }

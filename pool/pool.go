@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -35,6 +36,8 @@ type Pool struct {
 	stopOnce sync.Once
 	timeouts chan struct{} // closed to stop the timeout watcher
 }
+
+var _ io.Closer = (*Pool)(nil)
 
 const (
 	stateOpen = iota
