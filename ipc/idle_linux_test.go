@@ -4,34 +4,40 @@ package ipc
 
 import (
 	"context"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
 )
 
-// TestIdleConsumerSleeps: a Get on an empty ring stops polling within
-// 100 µs (plus scheduling noise) and then burns (almost) no CPU.
-func TestIdleConsumerSleeps(t *testing.T) {
-	r := mustRing(t, nil)
+// timeToSleep starts a Get on an empty ring and returns how long it polled
+// before registering as a futex sleeper, plus a cancel that ends the Get.
+func timeToSleep(tb testing.TB) (time.Duration, func()) {
+	r := mustRing(tb, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
-	start := time.Now()
+	began := make(chan time.Time, 1)
 	go func() {
+		began <- time.Now() // measure the Get, not the goroutine's start-up
 		_, err := r.Get(ctx, nil)
 		errc <- err
 	}()
+	start := <-began
 	for r.l.data.waiters.Load() == 0 {
 		if time.Since(start) > time.Second {
-			t.Fatal("consumer still polling after 1s")
+			tb.Fatal("consumer still polling after 1s")
 		}
-		time.Sleep(10 * time.Microsecond)
+		runtime.Gosched() // poll without sleeping: a timer sleep is coarser than what it measures
 	}
-	asleep := time.Since(start)
-	// Goroutine start-up and this poll loop add to the 50 µs spin; a loaded
-	// machine adds more, so only a gross overrun fails.
-	if asleep > 2*time.Millisecond {
-		t.Errorf("consumer went to sleep after %v, want about 50 µs", asleep)
-	}
+	return time.Since(start), func() { cancel(); <-errc }
+}
+
+// TestIdleConsumerSleeps: a Get on an empty ring stops polling and then
+// burns (almost) no CPU. How fast it stops is a figure, not a pass/fail
+// timing on a shared machine: see BenchmarkIdleConsumer.
+func TestIdleConsumerSleeps(t *testing.T) {
+	asleep, stop := timeToSleep(t)
+	defer stop()
 	var before, after syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &before)
 	time.Sleep(300 * time.Millisecond)
@@ -41,7 +47,17 @@ func TestIdleConsumerSleeps(t *testing.T) {
 	if cpu > 3*time.Millisecond { // 1% of 300 ms
 		t.Errorf("idle consumer used %v of CPU in 300 ms, want under 1%%", cpu)
 	}
-	cancel()
-	<-errc
 	t.Logf("asleep after %v; %v CPU in 300 ms idle", asleep, cpu)
+}
+
+// BenchmarkIdleConsumer reports how long an idle Get polls before it sleeps
+// on the futex (the spin budget is 50 µs; the observer's polling adds a little).
+func BenchmarkIdleConsumer(b *testing.B) {
+	var total time.Duration
+	for b.Loop() {
+		d, stop := timeToSleep(b)
+		stop()
+		total += d
+	}
+	b.ReportMetric(float64(total.Microseconds())/float64(b.N), "µs-to-sleep")
 }
