@@ -125,13 +125,16 @@ type Ring struct {
 	peer peerRef
 	hint atomic.Bool // Wake asked sleepers to re-check the peer
 
-	// Cached peer positions, each touched by one side only; padded apart so
-	// producer and consumer goroutines of one process do not false-share.
+	// Cached peer positions and poll budgets, each touched by one side
+	// only; padded apart so producer and consumer goroutines of one process
+	// do not false-share.
 	_         [lineSize]byte
-	headCache uint64 // producer: last head seen
-	_         [lineSize - 8]byte
-	tailCache uint64 // consumer: last tail seen
-	_         [lineSize - 8]byte
+	headCache uint64       // producer: last head seen
+	putSpin   adaptiveSpin // producer: poll budget while full
+	_         [lineSize - 8 - 16]byte
+	tailCache uint64       // consumer: last tail seen
+	getSpin   adaptiveSpin // consumer: poll budget while empty
+	_         [lineSize - 8 - 16]byte
 }
 
 // NewRing initialises a Ring in mem (at least RingSize(cfg) bytes, 64-byte
@@ -213,9 +216,12 @@ func (r *Ring) MaxMessage() int { return r.maxMsg }
 // peer.
 func (r *Ring) SetPeer(pid int) { r.peer.set(pid) }
 
-// SetSpin sets how long this view's blocked Put and Get poll before they
-// sleep on the futex (default 50 µs). Zero sleeps at once: the lowest CPU use
-// and the highest latency (a futex wake costs tens of µs on a VM).
+// SetSpin sets the longest this view's blocked Put and Get poll before they
+// sleep on the futex (default 50 µs). Within it the poll time adapts: it
+// stays long while the peer answers within it (a steady stream) and falls
+// to a couple of µs while waits are long, probing the full time on one wait
+// in 16. Zero sleeps at once: the lowest CPU use and the highest latency (a
+// futex wake costs tens of µs on a VM).
 func (r *Ring) SetSpin(d time.Duration) { r.spin.Store(int64(max(d, 0))) }
 
 // Wake makes every Put and Get blocked on this ring, in any process,
@@ -357,7 +363,7 @@ func (r *Ring) Put(ctx context.Context, msg []byte) error {
 		case opCorrupt:
 			return ErrCorrupt
 		}
-		if err := r.await(ctx, &r.l.space, &r.l.head, r.headCache); err != nil {
+		if err := r.await(ctx, &r.l.space, &r.l.head, r.headCache, &r.putSpin); err != nil {
 			return err
 		}
 	}
@@ -403,7 +409,7 @@ func (r *Ring) Get(ctx context.Context, dst []byte) ([]byte, error) {
 		if closed {
 			return dst, os.ErrClosed
 		}
-		if err := r.await(ctx, &r.l.data, &r.l.tail, r.tailCache); err != nil {
+		if err := r.await(ctx, &r.l.data, &r.l.tail, r.tailCache, &r.getSpin); err != nil {
 			return dst, err
 		}
 	}
@@ -412,9 +418,12 @@ func (r *Ring) Get(ctx context.Context, dst []byte) ([]byte, error) {
 // await blocks until *pos moves from seen, the ring is closed, or Wake is
 // called, returning nil so the caller retries; or returns ctx's error, or
 // ErrPeerDied. It polls first, then sleeps on ev in timed slices.
-func (r *Ring) await(ctx context.Context, ev *eventWords, pos *atomic.Uint64, seen uint64) error {
+func (r *Ring) await(ctx context.Context, ev *eventWords, pos *atomic.Uint64, seen uint64, as *adaptiveSpin) error {
 	moved := func() bool { return pos.Load() != seen || r.l.closed.Load() != 0 }
-	if spinUntil(time.Duration(r.spin.Load()), moved) {
+	limit := time.Duration(r.spin.Load())
+	start := time.Now()
+	defer func() { as.record(time.Since(start), limit) }()
+	if spinUntil(as.next(limit), moved) {
 		return nil
 	}
 	var stop func() bool
