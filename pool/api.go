@@ -100,7 +100,7 @@ func MapAsync[A, R any](p *Pool, f Func[A, R], args []A) *Result[[]R] {
 		c.cancel(nil)
 		return r
 	}
-	r.err = p.submit(c, p.chunkSize(len(args)))
+	r.err = p.submit(c, p.chunkSize())
 	return r
 }
 
@@ -173,7 +173,7 @@ func imap[A, R any](ctx context.Context, p *Pool, f Func[A, R], args []A, ordere
 		c.each = func(i int, err error) {
 			ch <- itemResult[R]{i: i, v: out[i], err: err}
 		}
-		if err := p.submit(c, p.chunkSize(len(args))); err != nil {
+		if err := p.submit(c, p.chunkSize()); err != nil {
 			yield(zero, err)
 			return
 		}

@@ -135,7 +135,13 @@ func spawnChild(ctx context.Context, s setup, cpu int, extra []*os.File) (*child
 	select {
 	case err = <-c.ready:
 	case <-c.exited:
-		// The ready message may have raced the exit.
+		// The ready or failure message may have raced the exit: let the
+		// control reader drain the socket (EOF follows the exit at once)
+		// before deciding that the child never spoke.
+		select {
+		case <-c.ctlDone:
+		case <-time.After(100 * time.Millisecond):
+		}
 		select {
 		case err = <-c.ready:
 		default:

@@ -44,9 +44,11 @@ type Config struct {
 	Retries int
 
 	// ChunkSize is how many tasks of a Map, MapAsync or Imap call travel
-	// in one message. Zero means automatic: about len(args)/(4×Workers),
-	// as Python's Pool.map does, so that small tasks are batched while
-	// every worker still gets several chunks to balance the load.
+	// in one message. Zero means automatic (guided): each chunk holds the
+	// tasks not yet chunked divided by 2×Workers, at most 4096, so many
+	// small tasks travel in few messages while the last chunks hold one
+	// task each and no worker is left with a long tail. Python's Pool.map
+	// uses a fixed len(args)/(4×Workers) instead; set it to get that.
 	ChunkSize int
 
 	// transport carries tasks and results; nil means the default.

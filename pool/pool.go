@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -309,12 +310,15 @@ func (w *worker) sendLoop(stop <-chan struct{}) {
 // worker's sender goroutine, and inline on a submitting goroutine when the
 // worker is idle (saving a goroutine hand-off per Apply). sendMu makes it
 // the ring's single producer and keeps the link open while it is used.
-func (w *worker) pump() {
+func (w *worker) pump() { w.pumpUpTo(depth) }
+
+// pumpUpTo is pump with at most limit chunks in flight on the worker.
+func (w *worker) pumpUpTo(limit int) {
 	w.sendMu.Lock()
 	defer w.sendMu.Unlock()
 	p := w.p
 	for {
-		ch, l, stopNow := p.take(w)
+		ch, l, stopNow := p.take(w, limit)
 		if l == nil {
 			return
 		}
@@ -341,7 +345,7 @@ func (w *worker) pump() {
 
 // take pops the next chunk for w, or reports that w should be stopped
 // because the pool is closing and idle.
-func (p *Pool) take(w *worker) (ch *chunk, l link, stop bool) {
+func (p *Pool) take(w *worker, limit int) (ch *chunk, l link, stop bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	l = w.l
@@ -352,7 +356,7 @@ func (p *Pool) take(w *worker) (ch *chunk, l link, stop bool) {
 		w.stopSent = true
 		return nil, l, true
 	}
-	for len(w.inflight) < depth && len(p.pending) > 0 {
+	for len(w.inflight) < limit && len(p.pending) > 0 {
 		ch = p.pending[0]
 		p.pending[0] = nil
 		p.pending = p.pending[1:]
@@ -567,46 +571,74 @@ func (p *Pool) failIfNoWorkers(err error) {
 	}
 }
 
-// submit queues a call, split into chunks of size chunk.
+// submit queues a call, split into chunks of size items, or of guided
+// sizes when size is 0 (see chunkSizes).
 func (p *Pool) submit(c *call, size int) error {
-	if size < 1 {
-		size = 1
-	}
 	p.mu.Lock()
 	if p.state != stateOpen {
 		p.mu.Unlock()
 		return ErrClosed
 	}
-	for lo := 0; lo < c.n; lo += size {
-		p.pending = append(p.pending, &chunk{c: c, lo: lo, hi: min(lo+size, c.n)})
+	for lo, n := range chunkSizes(c.n, size, len(p.workers)) {
+		p.pending = append(p.pending, &chunk{c: c, lo: lo, hi: lo + n})
 	}
 	p.mu.Unlock()
 	// Hand work to idle workers from this goroutine when their sender is
-	// free; otherwise (or for what is left) wake their senders.
-	for _, w := range p.workers {
-		if p.pendingEmpty() {
-			break
-		}
-		if w.sendMu.TryLock() {
-			w.sendMu.Unlock()
-			w.pump()
-		} else {
-			w.kickSelf() // its pump is busy: make it look again
+	// free; otherwise (or for what is left) wake their senders. The first
+	// pass gives each worker one message so that a call of few chunks is
+	// spread over the workers, not queued two-deep on the first one.
+	for _, limit := range []int{1, depth} {
+		for _, w := range p.workers {
+			if p.pendingEmpty() {
+				return nil
+			}
+			if w.sendMu.TryLock() {
+				w.sendMu.Unlock()
+				w.pumpUpTo(limit)
+			} else {
+				w.kickSelf() // its pump is busy: make it look again
+			}
 		}
 	}
 	return nil
 }
 
-// chunkSize is the automatic batch size for n items.
-func (p *Pool) chunkSize(n int) int {
+// chunkSize is the chunk size for a Map-like call: Config.ChunkSize, 1 with
+// a task timeout (so the timeout applies per task), else 0 for guided.
+func (p *Pool) chunkSize() int {
 	if p.cfg.ChunkSize > 0 {
 		return p.cfg.ChunkSize
 	}
 	if p.cfg.TaskTimeout > 0 {
 		return 1
 	}
-	size := (n + 4*p.cfg.Workers - 1) / (4 * p.cfg.Workers)
-	return max(1, min(size, 4096))
+	return 0
+}
+
+// maxChunk bounds a guided chunk, and so the size of one task message.
+const maxChunk = 4096
+
+// chunkSizes yields (first index, length) for the chunks of n items. A fixed
+// size gives equal chunks. Size 0 gives guided self-scheduling, as OpenMP's
+// schedule(guided): each chunk is the remaining items divided by twice the
+// worker count, so the first chunks are large (few messages for many tiny
+// tasks) and the last ones hold a single item (no worker is left with a
+// long tail while the others idle). Python's fixed n/(4×workers) can leave
+// one worker a whole chunk behind.
+func chunkSizes(n, size, workers int) iter.Seq2[int, int] {
+	return func(yield func(int, int) bool) {
+		for lo := 0; lo < n; {
+			k := size
+			if k <= 0 {
+				k = min(maxChunk, max(1, (n-lo)/(2*max(workers, 1))))
+			}
+			k = min(k, n-lo)
+			if !yield(lo, k) {
+				return
+			}
+			lo += k
+		}
+	}
 }
 
 // watchTimeouts kills workers whose running chunk overran TaskTimeout.

@@ -359,3 +359,43 @@ func TestRefuseInWorker(t *testing.T) {
 		t.Fatalf("New = %v, want ErrInWorker", err)
 	}
 }
+
+func TestChunkSizes(t *testing.T) {
+	tests := []struct {
+		name             string
+		n, size, workers int
+		want             []int // chunk lengths
+	}{
+		{"fixed size, remainder last", 10, 4, 2, []int{4, 4, 2}},
+		{"guided shrinks to single tasks", 20, 0, 2, []int{5, 3, 3, 2, 1, 1, 1, 1, 1, 1, 1}},
+		{"guided with fewer items than workers", 3, 0, 4, []int{1, 1, 1}},
+		{"no items", 0, 0, 2, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []int
+			next := 0
+			for lo, n := range chunkSizes(tt.n, tt.size, tt.workers) {
+				if lo != next {
+					t.Fatalf("chunk starts at %d, want %d (contiguous)", lo, next)
+				}
+				next += n
+				got = append(got, n)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("chunkSizes(%d, %d, %d) = %v, want %v", tt.n, tt.size, tt.workers, got, tt.want)
+			}
+		})
+	}
+	// A large guided call is batched into few messages, none over maxChunk.
+	count := 0
+	for _, n := range chunkSizes(1_000_000, 0, 2) {
+		if n > maxChunk {
+			t.Fatalf("chunk of %d items, over maxChunk %d", n, maxChunk)
+		}
+		count++
+	}
+	if count > 400 {
+		t.Errorf("1e6 items in %d chunks, want a few hundred at most", count)
+	}
+}
