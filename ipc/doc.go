@@ -49,8 +49,9 @@
 //
 // # Waiting
 //
-// A blocked call polls for a bounded time (50 µs by default, Ring.SetSpin:
-// 10 µs with PAUSE, then yielding the CPU between polls), then sleeps on a
+// A blocked call polls for a bounded time (at most 50 µs by default,
+// Ring.SetSpin: 10 µs with PAUSE, then yielding the CPU between polls; on a
+// Ring the budget adapts to how long recent waits lasted), then sleeps on a
 // shared futex in slices of at most 100 ms, re-checking the closed flag, its
 // context and its peer after each. Waiters announce themselves in a count
 // (Dekker's protocol with sequentially consistent atomics), so the other side
@@ -74,8 +75,12 @@
 //     dead (or a zombie) is reclaimed by the next process that finds no free
 //     lane; a recycled pid keeps the lane looking owned. Producers beyond
 //     QueueConfig.Producers live processes get ErrNoLane.
-//   - Spinning assumes spare cores. On an oversubscribed machine SetSpin(0)
-//     trades latency (a futex wake costs tens of µs on a VM) for CPU.
+//   - A Ring side polls before it sleeps only as long as its recent waits
+//     were short (adaptive, up to SetSpin's limit, 50 µs by default), so a
+//     side that waits long for a busy peer stops taking that peer's CPU.
+//     SetSpin(0) never polls: the least CPU, the highest latency (a futex
+//     wake costs tens of µs on a VM). Semaphore and Notifier poll a fixed
+//     50 µs.
 //   - Liveness is read from /proc (Linux only); elsewhere sleeping waits
 //     fail with an error wrapping errors.ErrUnsupported.
 //   - A goroutine asleep in a futex wait holds an OS thread.

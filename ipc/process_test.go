@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"strconv"
 	"testing"
@@ -111,6 +112,72 @@ func TestQueueProducerKilled(t *testing.T) {
 		t.Errorf("TryGet() after all = %v, want ErrEmpty", err)
 	}
 	t.Logf("victim committed %d messages before SIGKILL, all delivered", next[0])
+}
+
+// TestQueueProducersKilledAtRandom: producers are SIGKILLed at random
+// moments (mid-Put included, since they put without pause) while a steady
+// producer keeps going. Every message a victim committed arrives once and in
+// order, nothing half-written is ever delivered (a torn record would fail to
+// decode or break the order), the steady producer never stalls, and each
+// new victim reclaims a dead one's lane.
+func TestQueueProducersKilledAtRandom(t *testing.T) {
+	const victims, steadyN = 12, 200000
+	q, qenv := mustQueue(t, &QueueConfig{Producers: 3, Ring: &RingConfig{Capacity: 1024}})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	next := make(map[int32]int64)
+	steady := startChild(t, "queue-producer", q.seg, qenv, "MPROC_IPC_ID=100", "MPROC_IPC_N="+strconv.Itoa(steadyN))
+	drain := func(until time.Time) {
+		for time.Now().Before(until) {
+			it, err := q.TryGet()
+			if errors.Is(err, ErrEmpty) {
+				time.Sleep(20 * time.Microsecond)
+				continue
+			}
+			if err != nil {
+				t.Fatalf("TryGet() = %v with %v delivered", err, next)
+			}
+			checkOrder(t, next, it)
+		}
+	}
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	for v := range int32(victims) {
+		victim := startChild(t, "queue-producer", q.seg, qenv, "MPROC_IPC_ID="+strconv.Itoa(int(v)), "MPROC_IPC_N=0")
+		// Let it run a random 0-8 ms (start-up included), consuming meanwhile
+		// so that it is putting, not blocked on a full lane, when it dies.
+		drain(time.Now().Add(time.Duration(rng.IntN(8000)) * time.Microsecond))
+		victim.Process.Kill()
+		victim.Wait()
+	}
+	for next[100] < steadyN {
+		it, err := q.Get(ctx)
+		if err != nil {
+			t.Fatalf("Get() = %v with %v delivered", err, next)
+		}
+		checkOrder(t, next, it)
+	}
+	// What the last victims committed after the steady producer finished.
+	for {
+		it, err := q.TryGet()
+		if errors.Is(err, ErrEmpty) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("TryGet() = %v", err)
+		}
+		checkOrder(t, next, it)
+	}
+	waitChild(t, steady)
+	killedMidStream := 0
+	for v := range int32(victims) {
+		if next[v] > 0 {
+			killedMidStream++
+		}
+	}
+	if killedMidStream == 0 {
+		t.Fatal("no victim committed anything before its kill: the test did not exercise a death mid-stream")
+	}
+	t.Logf("%d of %d victims had committed messages when killed; delivered %v", killedMidStream, victims, next)
 }
 
 // TestRingProcessEcho round-trips messages of every size class through a
