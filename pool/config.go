@@ -49,6 +49,7 @@ type Config struct {
 	// small tasks travel in few messages while the last chunks hold one
 	// task each and no worker is left with a long tail. Python's Pool.map
 	// uses a fixed len(args)/(4×Workers) instead; set it to get that.
+	// Chunks never hold more than 4096 tasks: a larger ChunkSize means 4096.
 	ChunkSize int
 
 	// transport carries tasks and results; nil means the default.

@@ -423,7 +423,19 @@ func (w *worker) collect(l link) {
 		}
 		w.tasks.Add(int64(h.count))
 		w.busy.Add(int64(h.extra))
-		w.deliver(ch, h.count, body, pid)
+		if rest := w.deliver(ch, h.count, body, pid); rest != nil {
+			if h.flags&flagRetire == 0 {
+				// Items missing without the retire flag: a broken peer.
+				// Give the rest back as this worker's running chunk so
+				// that settle counts an attempt, and end the worker.
+				p.mu.Lock()
+				w.inflight = append([]*chunk{rest}, w.inflight...)
+				p.mu.Unlock()
+				return
+			}
+			// Skipped by a retiring worker: not an attempt.
+			p.requeue(rest)
+		}
 		if p.moreToSend() {
 			w.kickSelf()
 		}
@@ -435,9 +447,9 @@ func (w *worker) collect(l link) {
 	}
 }
 
-// deliver hands a result message's items to their call and requeues the
-// items the worker skipped.
-func (w *worker) deliver(ch *chunk, count int, body []byte, pid int) {
+// deliver hands a result message's items to their call and returns the
+// items the message lacks, if any, as a chunk.
+func (w *worker) deliver(ch *chunk, count int, body []byte, pid int) (rest *chunk) {
 	c := ch.c
 	n := min(count, ch.hi-ch.lo)
 	for k := 0; k < n; k++ {
@@ -467,9 +479,10 @@ func (w *worker) deliver(ch *chunk, count int, body []byte, pid int) {
 		c.item(i, itemError(st, item, c.e.name, i, pid))
 	}
 	if ch.lo+n < ch.hi {
-		// Skipped by a retiring worker: not an attempt.
-		w.p.requeue(&chunk{c: c, lo: ch.lo + n, hi: ch.hi, attempts: ch.attempts})
+		ch.lo += n // ch is ours: the collector took it out of inflight
+		return ch
 	}
+	return nil
 }
 
 // settle decides the fate of the chunks in flight on a process that ended.
@@ -615,11 +628,12 @@ func (p *Pool) chunkSize() int {
 	return 0
 }
 
-// maxChunk bounds a guided chunk, and so the size of one task message.
+// maxChunk bounds every chunk, and so the size of one task message. The
+// wire format's item count is a u16: a chunk must stay below 1<<16 items.
 const maxChunk = 4096
 
-// chunkSizes yields (first index, length) for the chunks of n items. A fixed
-// size gives equal chunks. Size 0 gives guided self-scheduling, as OpenMP's
+// chunkSizes yields (first index, length) for the chunks of n items, none
+// over maxChunk. A fixed size gives equal chunks. Size 0 gives guided self-scheduling, as OpenMP's
 // schedule(guided): each chunk is the remaining items divided by twice the
 // worker count, so the first chunks are large (few messages for many tiny
 // tasks) and the last ones hold a single item (no worker is left with a
@@ -632,7 +646,7 @@ func chunkSizes(n, size, workers int) iter.Seq2[int, int] {
 			if k <= 0 {
 				k = min(maxChunk, max(1, (n-lo)/(2*max(workers, 1))))
 			}
-			k = min(k, n-lo)
+			k = min(k, maxChunk, n-lo)
 			if !yield(lo, k) {
 				return
 			}

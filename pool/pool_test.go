@@ -73,6 +73,27 @@ func TestMapLarge(t *testing.T) {
 	}
 }
 
+// TestMapChunkSizeOverWireLimit: a ChunkSize over the wire format's u16
+// item count must still give every result, not loop forever.
+func TestMapChunkSizeOverWireLimit(t *testing.T) {
+	p := mustPool(t, &Config{Workers: 2, NoPin: true, ChunkSize: 100000})
+	args := make([]int, 70000)
+	for i := range args {
+		args[i] = i % 1000
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	got, err := Map(ctx, p, cube, args)
+	if err != nil {
+		t.Fatalf("Map = %v", err)
+	}
+	for i, v := range got {
+		if x := args[i]; v != x*x*x {
+			t.Fatalf("got[%d] = %d, want %d", i, v, x*x*x)
+		}
+	}
+}
+
 func TestTaskError(t *testing.T) {
 	p := mustPool(t, &Config{Workers: 2, NoPin: true})
 	_, err := Map(context.Background(), p, failOdd, []int{0, 2, 4, 5, 6, 7})
@@ -370,6 +391,7 @@ func TestChunkSizes(t *testing.T) {
 		{"guided shrinks to single tasks", 20, 0, 2, []int{5, 3, 3, 2, 1, 1, 1, 1, 1, 1, 1}},
 		{"guided with fewer items than workers", 3, 0, 4, []int{1, 1, 1}},
 		{"no items", 0, 0, 2, nil},
+		{"fixed size over maxChunk is capped", 10000, 100000, 2, []int{4096, 4096, 1808}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

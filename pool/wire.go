@@ -22,9 +22,11 @@ import (
 //	count × (status u8 | len u32 | bytes)
 //
 // first is the index, within the call, of the chunk's first item; it
-// travels only for error messages. A result message may report fewer items
-// than its task had: the rest were skipped because the worker is retiring
-// (after a panic or at MaxTasksPerWorker) and are run elsewhere.
+// travels only for error messages. count is a u16, so the parent never
+// puts more than maxChunk items in one task. A result message may report
+// fewer items than its task had only with flagRetire: the rest were skipped
+// because the worker is retiring (after a panic or at MaxTasksPerWorker)
+// and are run elsewhere. A short result without the flag is a broken peer.
 const (
 	kindTask   = 1
 	kindResult = 2
@@ -137,6 +139,9 @@ func parsePanic(b []byte) (msg, stack string) {
 // encodeTask appends a task message for items first..first+count-1 of a
 // call; enc appends the encoded argument of item i.
 func encodeTask(dst []byte, e *entry, job uint64, first, count int, enc func(dst []byte, i int) ([]byte, error)) ([]byte, error) {
+	if count > maxChunk {
+		panic("pool: invariant broken: a task message holds at most maxChunk items")
+	}
 	dst = appendHeader(dst, msgHeader{kind: kindTask, count: count, first: first, job: job, extra: e.sig})
 	dst = appendName(dst, e.name)
 	for i := first; i < first+count; i++ {
