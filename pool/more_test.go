@@ -107,6 +107,42 @@ func TestLargeMessages(t *testing.T) {
 	}
 }
 
+var reverseFloats = Register("test.reversefloats", func(v []float64) ([]float64, error) {
+	out := make([]float64, len(v))
+	for i, x := range v {
+		out[len(v)-1-i] = -x
+	}
+	return out, nil
+})
+
+// TestLargeArgumentsAndResults sends fragmented task messages while
+// fragmented results come back on the same link (run it under -race).
+func TestLargeArgumentsAndResults(t *testing.T) {
+	p := mustPool(t, &Config{Workers: 2, NoPin: true, ChunkSize: 1})
+	args := make([][]float64, 12)
+	for i := range args {
+		args[i] = make([]float64, 40_000+i) // 320 KiB: over a ring slot
+		for j := range args[i] {
+			args[i][j] = float64(i*1_000_000 + j)
+		}
+	}
+	got, err := Map(context.Background(), p, reverseFloats, args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range got {
+		n := len(args[i])
+		if len(v) != n {
+			t.Fatalf("len(got[%d]) = %d, want %d", i, len(v), n)
+		}
+		for j, x := range v {
+			if want := -args[i][n-1-j]; x != want {
+				t.Fatalf("got[%d][%d] = %v, want %v", i, j, x, want)
+			}
+		}
+	}
+}
+
 func TestTerminate(t *testing.T) {
 	p, err := New(&Config{Workers: 1, NoPin: true, ChunkSize: 1})
 	if err != nil {

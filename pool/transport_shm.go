@@ -113,7 +113,10 @@ type shmLink struct {
 	seg     *shm.Segment // parent end only: owns the segment
 	out, in *ipc.Ring
 	half    int
-	frag    []byte
+	// The sender and the collector run on different goroutines: each
+	// has its own fragment buffer.
+	sendFrag []byte // used by send only
+	recvFrag []byte // used by recv only
 }
 
 func (l *shmLink) setSpin(d time.Duration) {
@@ -133,8 +136,8 @@ func (l *shmLink) send(ctx context.Context, msg []byte) error {
 		if n == len(msg) {
 			mark = fragLast
 		}
-		l.frag = append(append(l.frag[:0], mark), msg[:n]...)
-		if err := l.out.Put(ctx, l.frag); err != nil {
+		l.sendFrag = append(append(l.sendFrag[:0], mark), msg[:n]...)
+		if err := l.out.Put(ctx, l.sendFrag); err != nil {
 			return err
 		}
 		msg = msg[n:]
@@ -149,7 +152,7 @@ func (l *shmLink) recv(ctx context.Context, dst []byte) ([]byte, error) {
 		return dst, err
 	}
 	// Reassemble: the first fragment is in dst.
-	whole := append(l.frag[:0], dst[1:]...)
+	whole := append(l.recvFrag[:0], dst[1:]...)
 	last := dst[0] == fragLast
 	for !last {
 		if dst, err = l.in.Get(ctx, dst); err != nil {
@@ -164,7 +167,7 @@ func (l *shmLink) recv(ctx context.Context, dst []byte) ([]byte, error) {
 		last = dst[0] == fragLast
 		whole = append(whole, dst[1:]...)
 	}
-	l.frag = whole
+	l.recvFrag = whole
 	return append(dst[:0], whole...), nil
 }
 
