@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -105,11 +106,15 @@ func sectionBench(w io.Writer, cfg *config) error {
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "all %d configurations gave bit-identical (h, p) pairs.\n", len(results))
 	fmt.Fprintf(w, "GOMAXPROCS = %d: more goroutines or processes than that cannot run at once.\n", runtime.GOMAXPROCS(0))
+	var slower []string
 	for _, r := range results[1:] {
 		if r.median() > serial {
-			fmt.Fprintf(w, "%s is slower than serial: at this size the serial sweep takes only %s, so starting and feeding workers costs more than it saves (or the CPUs are busy elsewhere); try -n 1000000.\n",
-				r.label, fmtDur(serial))
+			slower = append(slower, r.label)
 		}
+	}
+	if len(slower) > 0 {
+		fmt.Fprintf(w, "slower than serial: %s. The whole serial sweep takes only %s here, so starting workers (cold) or handing them work (warm) costs more than the split saves; try -n 1000000.\n",
+			strings.Join(slower, "; "), fmtDur(serial))
 	}
 	if cfg.plot != "" {
 		if err := writePlot(cfg.plot, results, cfg.n); err != nil {
