@@ -147,7 +147,9 @@ type itemResult[R any] struct {
 // Imap runs f over args like Map but yields each result, in the order of
 // args, as soon as it and all before it are done. A failed task yields its
 // error and the sequence goes on. Breaking out of the loop, or ctx ending,
-// drops the tasks not yet started.
+// drops the tasks not yet handed to a worker. If the whole call fails (an
+// argument that cannot be encoded, Terminate, no worker left), the
+// sequence yields that error and ends.
 func Imap[A, R any](ctx context.Context, p *Pool, f Func[A, R], args []A) iter.Seq2[R, error] {
 	return imap(ctx, p, f, args, true)
 }
@@ -187,6 +189,15 @@ func imap[A, R any](ctx context.Context, p *Pool, f Func[A, R], args []A, ordere
 			var r itemResult[R]
 			select {
 			case r = <-ch:
+			case <-c.done:
+				// Finished: every item delivered is already in ch; what
+				// is missing never comes (the call was cancelled).
+				select {
+				case r = <-ch:
+				default:
+					yield(zero, c.cancelled())
+					return
+				}
 			case <-ctx.Done():
 				yield(zero, ctx.Err())
 				return

@@ -206,3 +206,62 @@ func FuzzResultMessage(f *testing.F) {
 		_ = bytes.Clone(b)
 	})
 }
+
+// badArg fails to encode when Fail is set.
+type badArg struct{ Fail bool }
+
+func (a badArg) MarshalBinary() ([]byte, error) {
+	if a.Fail {
+		return nil, errors.New("cannot encode")
+	}
+	return []byte{0}, nil
+}
+
+func (a *badArg) UnmarshalBinary([]byte) error { return nil }
+
+var takeBadArg = Register("test.badarg", func(badArg) (int, error) { return 1, nil })
+
+// drainWithin runs seq to its end in a goroutine and returns the errors
+// it yielded, failing the test if it does not end within d.
+func drainWithin[R any](t *testing.T, d time.Duration, seq func(func(R, error) bool)) []error {
+	t.Helper()
+	errc := make(chan []error, 1)
+	go func() {
+		var errs []error
+		for _, err := range seq {
+			if err != nil {
+				errs = append(errs, err)
+			}
+		}
+		errc <- errs
+	}()
+	select {
+	case errs := <-errc:
+		return errs
+	case <-time.After(d):
+		t.Fatalf("iteration still running after %v", d)
+		return nil
+	}
+}
+
+func TestImapCallFails(t *testing.T) {
+	t.Run("argument that cannot be encoded", func(t *testing.T) {
+		p := mustPool(t, &Config{Workers: 1, NoPin: true, ChunkSize: 1})
+		args := []badArg{{}, {Fail: true}, {}}
+		for _, ordered := range []bool{true, false} {
+			errs := drainWithin(t, 5*time.Second, imap(context.Background(), p, takeBadArg, args, ordered))
+			if len(errs) == 0 || !strings.Contains(errs[len(errs)-1].Error(), "cannot encode") {
+				t.Fatalf("ordered=%v: Imap yielded errors %v, want one ending with the encode error", ordered, errs)
+			}
+		}
+	})
+	t.Run("Terminate during the iteration", func(t *testing.T) {
+		p := mustPool(t, &Config{Workers: 1, NoPin: true, ChunkSize: 1})
+		time.AfterFunc(100*time.Millisecond, func() { p.Terminate() })
+		args := []time.Duration{10 * time.Millisecond, time.Minute, time.Minute, time.Minute}
+		errs := drainWithin(t, 5*time.Second, Imap(context.Background(), p, sleep, args))
+		if len(errs) != 1 || !errors.Is(errs[0], ErrTerminated) {
+			t.Fatalf("Imap yielded errors %v, want ErrTerminated once", errs)
+		}
+	})
+}

@@ -61,6 +61,7 @@ type call struct {
 	remaining int
 	err       error
 	errIndex  int
+	reason    error // what cancel finished the call with, if it did
 	finished  atomic.Bool
 	done      chan struct{}
 }
@@ -96,8 +97,23 @@ func (c *call) cancel(err error) {
 		if c.err == nil {
 			c.err = err
 		}
+		c.reason = err
 		c.finishLocked()
 	}
+}
+
+// cancelled returns the error cancel finished the call with (or the
+// call's error); only valid once done is closed.
+func (c *call) cancelled() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.reason != nil {
+		return c.reason
+	}
+	if c.err != nil {
+		return c.err
+	}
+	return ErrTerminated // not reached: cancel always gives a reason
 }
 
 func (c *call) finishLocked() {
