@@ -265,3 +265,23 @@ func TestImapCallFails(t *testing.T) {
 		}
 	})
 }
+
+// TestRequeueAfterTerminate: a chunk coming back after Terminate took its
+// snapshot of the queue (a retiring worker's skipped items, a settle that
+// raced the state change) must fail its call, not wait in the queue.
+func TestRequeueAfterTerminate(t *testing.T) {
+	p := &Pool{state: stateTerminated}
+	c := newCall(cube.e, 2)
+	p.requeue(&chunk{c: c, lo: 1, hi: 2})
+	select {
+	case <-c.done:
+	default:
+		t.Fatal("call still pending after its chunk was requeued on a terminated pool")
+	}
+	if err := c.cancelled(); !errors.Is(err, ErrTerminated) {
+		t.Fatalf("call error = %v, want ErrTerminated", err)
+	}
+	if len(p.pending) != 0 {
+		t.Fatalf("pending = %d chunks, want none", len(p.pending))
+	}
+}

@@ -542,9 +542,17 @@ func (w *worker) settle(werr error, pid int) {
 	}
 }
 
+// requeue puts ch at the front of the queue, or fails its call with
+// ErrTerminated once Terminate has run: Terminate cancelled what was
+// queued when it ran, and nothing queued after it would ever be taken.
 func (p *Pool) requeue(ch *chunk) {
 	ch.started = time.Time{}
 	p.mu.Lock()
+	if p.state == stateTerminated {
+		p.mu.Unlock()
+		ch.c.cancel(ErrTerminated)
+		return
+	}
 	p.pending = append([]*chunk{ch}, p.pending...)
 	p.mu.Unlock()
 	p.kickAll()
