@@ -285,3 +285,27 @@ func TestRequeueAfterTerminate(t *testing.T) {
 		t.Fatalf("pending = %d chunks, want none", len(p.pending))
 	}
 }
+
+// TestSubmitDoesNotWaitForRingSpace: a message too large for the task ring
+// must not hold the submitting goroutine until the busy worker makes room;
+// the worker's sender goroutine takes it over.
+func TestSubmitDoesNotWaitForRingSpace(t *testing.T) {
+	p := mustPool(t, &Config{Workers: 1, NoPin: true})
+	busy := ApplyAsync(p, sleep, time.Second)
+	time.Sleep(50 * time.Millisecond) // the worker is in the task
+	big := make([]byte, 3<<20)        // over the 1 MiB task ring
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	start := time.Now()
+	r := ApplyAsync(p, echoBytes, big)
+	if d := time.Since(start); d > 300*time.Millisecond {
+		t.Errorf("ApplyAsync waited %v for the busy worker, want it to return at once", d)
+	}
+	if _, err := busy.Get(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := r.Get(context.Background()); n != len(big) || err != nil {
+		t.Fatalf("Get = %d, %v; want %d, nil", n, err, len(big))
+	}
+}

@@ -140,6 +140,10 @@ type worker struct {
 
 	sendMu  sync.Mutex // held while producing into the task ring
 	sendBuf []byte     // guarded by sendMu
+	// handoff (guarded by sendMu) says that sendBuf holds a message an
+	// inline pump could not send without waiting: the sender goroutine
+	// sends it before anything else.
+	handoff bool
 
 	// guarded by p.mu
 	c        *child
@@ -305,6 +309,7 @@ func (w *worker) serveOne() {
 	p.mu.Lock()
 	w.c, w.l, w.pid = nil, nil, 0
 	p.mu.Unlock()
+	w.handoff = false // its chunk is in inflight: settle decides
 	w.sendMu.Unlock()
 	l.close()
 	w.settle(werr, c.pid)
@@ -323,38 +328,77 @@ func (w *worker) sendLoop(stop <-chan struct{}) {
 }
 
 // pump sends chunks to the worker while it has room. It runs on the
-// worker's sender goroutine, and inline on a submitting goroutine when the
-// worker is idle (saving a goroutine hand-off per Apply). sendMu makes it
-// the ring's single producer and keeps the link open while it is used.
-func (w *worker) pump() { w.pumpUpTo(depth) }
-
-// pumpUpTo is pump with at most limit chunks in flight on the worker.
-func (w *worker) pumpUpTo(limit int) {
+// worker's sender goroutine, the only one that may wait for room in the
+// task ring. sendMu makes it the ring's single producer and keeps the link
+// open while it is used.
+func (w *worker) pump() {
 	w.sendMu.Lock()
 	defer w.sendMu.Unlock()
+	w.pumpLocked(depth, false)
+}
+
+// pumpInline is pump run on a submitting goroutine, with at most limit
+// chunks in flight on the worker. It never waits (callers block on Go
+// channels only): if the sender holds sendMu it only kicks it, and a
+// message that does not fit in the ring now (a full ring, a fragmented
+// message) is handed to the sender goroutine. Sending inline when the
+// worker is idle saves a goroutine hand-off per Apply.
+func (w *worker) pumpInline(limit int) {
+	if !w.sendMu.TryLock() {
+		w.kickSelf() // its pump is busy: make it look again
+		return
+	}
+	defer w.sendMu.Unlock()
+	w.pumpLocked(limit, true)
+}
+
+// pumpLocked sends with sendMu held; inline says it must not wait.
+func (w *worker) pumpLocked(limit int, inline bool) {
 	p := w.p
+	if w.handoff {
+		if inline {
+			w.kickSelf() // keep the order: the sender goes first
+			return
+		}
+		w.handoff = false
+		p.mu.Lock()
+		l := w.l
+		p.mu.Unlock()
+		if l == nil || l.send(context.Background(), w.sendBuf) != nil {
+			return // the collector sees the death and settles
+		}
+	}
 	for {
 		ch, l, stopNow := p.take(w, limit)
 		if l == nil {
 			return
 		}
-		if stopNow {
+		switch {
+		case stopNow:
 			w.sendBuf = appendHeader(w.sendBuf[:0], msgHeader{kind: kindStop})
-			l.send(context.Background(), w.sendBuf)
+		case ch == nil:
 			return
-		}
-		if ch == nil {
-			return
+		default:
+			var err error
+			w.sendBuf, err = encodeTask(w.sendBuf[:0], ch.c.e, ch.job, ch.lo, ch.hi-ch.lo, ch.c.enc)
+			if err != nil {
+				p.drop(w, ch)
+				ch.c.cancel(err)
+				continue
+			}
 		}
 		var err error
-		w.sendBuf, err = encodeTask(w.sendBuf[:0], ch.c.e, ch.job, ch.lo, ch.hi-ch.lo, ch.c.enc)
-		if err != nil {
-			p.drop(w, ch)
-			ch.c.cancel(err)
-			continue
+		if inline {
+			if err = l.trySend(w.sendBuf); err == errWouldBlock {
+				w.handoff = true
+				w.kickSelf()
+				return
+			}
+		} else {
+			err = l.send(context.Background(), w.sendBuf)
 		}
-		if err := l.send(context.Background(), w.sendBuf); err != nil {
-			return // the collector sees the death and settles
+		if err != nil || stopNow {
+			return // on error, the collector sees the death and settles
 		}
 	}
 }
@@ -621,7 +665,8 @@ func (p *Pool) submit(c *call, size int) error {
 	}
 	p.mu.Unlock()
 	// Hand work to idle workers from this goroutine when their sender is
-	// free; otherwise (or for what is left) wake their senders. The first
+	// free and the message fits now; otherwise (or for what is left) wake
+	// their senders. The first
 	// pass gives each worker one message so that a call of few chunks is
 	// spread over the workers, not queued two-deep on the first one.
 	for _, limit := range []int{1, depth} {
@@ -629,12 +674,7 @@ func (p *Pool) submit(c *call, size int) error {
 			if p.pendingEmpty() {
 				return nil
 			}
-			if w.sendMu.TryLock() {
-				w.sendMu.Unlock()
-				w.pumpUpTo(limit)
-			} else {
-				w.kickSelf() // its pump is busy: make it look again
-			}
+			w.pumpInline(limit)
 		}
 	}
 	return nil

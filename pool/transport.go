@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -29,3 +30,6 @@ func openLink(spec string, firstFD int) (link, error) {
 	}
 	return nil, fmt.Errorf("pool: unknown transport %q", spec)
 }
+
+// errWouldBlock is returned by link.trySend when sending needs to wait.
+var errWouldBlock = errors.New("pool: link would block")

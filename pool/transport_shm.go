@@ -145,6 +145,20 @@ func (l *shmLink) send(ctx context.Context, msg []byte) error {
 	return nil
 }
 
+// trySend puts msg in the ring if it fits in one record and the ring has
+// room now. A message that travels as fragments would need the consumer to
+// make room between them, so it always reports errWouldBlock.
+func (l *shmLink) trySend(msg []byte) error {
+	if len(msg) > l.out.MaxMessage() || len(msg) == 0 || msg[0] >= fragMore {
+		return errWouldBlock
+	}
+	err := l.out.TryPut(msg)
+	if errors.Is(err, ipc.ErrFull) {
+		return errWouldBlock
+	}
+	return err
+}
+
 func (l *shmLink) recv(ctx context.Context, dst []byte) ([]byte, error) {
 	var err error
 	dst, err = l.in.Get(ctx, dst)

@@ -38,6 +38,10 @@ func (l *sockLink) send(_ context.Context, msg []byte) error {
 	return err
 }
 
+// trySend always reports errWouldBlock: a stream write may wait for the
+// peer, and a partial write cannot be taken back.
+func (l *sockLink) trySend([]byte) error { return errWouldBlock }
+
 func (l *sockLink) recv(_ context.Context, dst []byte) ([]byte, error) {
 	var n [4]byte
 	if _, err := io.ReadFull(l.r, n[:]); err != nil {

@@ -17,6 +17,9 @@ import (
 type link interface {
 	// send delivers one whole message, blocking while the channel is full.
 	send(ctx context.Context, msg []byte) error
+	// trySend delivers msg only if it can do so without waiting;
+	// otherwise it sends nothing and returns errWouldBlock.
+	trySend(msg []byte) error
 	// recv appends the next message to dst[:0]. It returns os.ErrClosed
 	// once the channel is closed and drained, or an error if the peer died.
 	recv(ctx context.Context, dst []byte) ([]byte, error)
