@@ -34,12 +34,15 @@ var initCalled atomic.Bool
 // binaries (before m.Run): it is Go's counterpart of Python's
 // `if __name__ == "__main__":` guard. A worker is this program re-executed;
 // in a worker Init serves tasks and then exits the process, never returning.
-// In the parent it returns at once. After Init, Register panics.
+// In the parent it returns at once. After Init, Register panics. A task
+// may start a Pool or a Process of its own; it should close that pool
+// before it returns.
 func Init() {
 	closeRegistry()
+	// Set in a worker too: a task may start a pool or a Process of its own.
+	initCalled.Store(true)
 	v, ok := os.LookupEnv(envWorker)
 	if !ok {
-		initCalled.Store(true)
 		return
 	}
 	// Unset it so that a task which itself starts a pool is a parent.

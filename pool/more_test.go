@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -307,5 +308,31 @@ func TestSubmitDoesNotWaitForRingSpace(t *testing.T) {
 	}
 	if n, err := r.Get(context.Background()); n != len(big) || err != nil {
 		t.Fatalf("Get = %d, %v; want %d, nil", n, err, len(big))
+	}
+}
+
+// nestedMap starts a pool of its own inside a worker, maps cube over
+// 1..n there and closes it (reaping its workers) before returning.
+var nestedMap = Register("test.nestedmap", func(n int) ([]int, error) {
+	p, err := New(&Config{Workers: 1, NoPin: true})
+	if err != nil {
+		return nil, err
+	}
+	args := make([]int, n)
+	for i := range args {
+		args[i] = i + 1
+	}
+	out, err := Map(context.Background(), p, cube, args)
+	return out, errors.Join(err, p.Close())
+})
+
+func TestPoolInsideTask(t *testing.T) {
+	p := mustPool(t, &Config{Workers: 1, NoPin: true})
+	got, err := Apply(context.Background(), p, nestedMap, 4)
+	if err != nil {
+		t.Fatalf("Apply = %v", err)
+	}
+	if want := []int{1, 8, 27, 64}; !slices.Equal(got, want) {
+		t.Fatalf("Apply = %v, want %v", got, want)
 	}
 }
