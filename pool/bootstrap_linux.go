@@ -264,10 +264,11 @@ func workerMain(string) int {
 		}
 		budget := -1
 		out, _ := runTasks(nil, h, body, &budget)
-		if err := ctl.send(append([]byte{opResult}, out...), nil); err != nil {
+		verdict, ok := processVerdict([]byte{opResult}, out)
+		if err := ctl.send(verdict, nil); err != nil {
 			return exitParentGone
 		}
-		if len(out) > hdrLen && out[hdrLen] == stOK {
+		if ok {
 			return exitOK
 		}
 		return exitTaskFailed

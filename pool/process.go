@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/mproc/mproc/internal/codec"
 )
@@ -57,7 +58,9 @@ func (p *Process) Pid() int { return p.c.pid }
 // Wait waits for the child to exit and reaps it. It returns nil if the
 // function returned nil; a *TaskError if it returned an error or panicked;
 // a *WorkerError (wrapping *exec.ExitError) if the child died otherwise,
-// for example killed by a signal.
+// for example killed by a signal. The function's result value is
+// discarded; the text of its error (or panic and stack) is cut to about
+// 64 KiB.
 func (p *Process) Wait() error {
 	p.once.Do(func() {
 		werr := p.c.reap()
@@ -105,4 +108,58 @@ func processResult(msg []byte, name string, pid int) error {
 		return nil
 	}
 	return itemError(st, item, name, 0, pid)
+}
+
+// processVerdict appends to dst what a Process's child reports to its
+// parent: the result message of its one task (out) reduced to the status
+// and, for a failure, the error text, cut to fit one control message of
+// ctlMaxMessage bytes. The result value never travels: Start discards it,
+// and a large one would not fit in a SEQPACKET message (EMSGSIZE, or cut
+// short by the parent's read). ok reports a task that succeeded.
+func processVerdict(dst, out []byte) (msg []byte, ok bool) {
+	h, body, err := parseHeader(out)
+	if err != nil || h.count < 1 || len(body) < 1 {
+		// No item ran: no verdict, the exit status decides.
+		return appendHeader(dst, msgHeader{kind: kindResult, job: h.job}), false
+	}
+	st := body[0]
+	item, _, err := nextItem(body[1:])
+	if err != nil {
+		return appendHeader(dst, msgHeader{kind: kindResult, job: h.job}), false
+	}
+	dst = appendHeader(dst, msgHeader{kind: kindResult, count: 1, job: h.job})
+	dst = append(dst, st)
+	var at int
+	dst, at = beginItem(dst)
+	room := ctlMaxMessage - len(dst)
+	switch st {
+	case stOK:
+		// The value is discarded by the parent: send none.
+	case stPanic:
+		text, stack := parsePanic(item)
+		text = truncateText(text, room-4)
+		stack = truncateText(stack, room-4-len(text))
+		dst = appendPanic(dst, text, []byte(stack))
+	default:
+		dst = append(dst, truncateText(string(item), room)...)
+	}
+	return endItem(dst, at), st == stOK
+}
+
+const truncatedMark = "…(truncated)"
+
+// truncateText cuts s to at most n bytes, on a rune boundary, ending with
+// truncatedMark when it was cut.
+func truncateText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	if n < len(truncatedMark) {
+		return ""
+	}
+	cut := n - len(truncatedMark)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + truncatedMark
 }

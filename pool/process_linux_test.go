@@ -165,3 +165,51 @@ func TestSocketTransport(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+var (
+	bigResult = Register("test.bigresult", func(n int) ([]byte, error) { return make([]byte, n), nil })
+	bigError  = Register("test.bigerror", func(n int) (int, error) { return 0, errors.New(strings.Repeat("e", n)) })
+)
+
+// TestProcessLargeOutcome: neither a result value nor an error text has to
+// fit in one control-socket message.
+func TestProcessLargeOutcome(t *testing.T) {
+	t.Run("1 MiB result", func(t *testing.T) {
+		p, err := Start(bigResult, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Wait(); err != nil {
+			t.Fatalf("Wait = %v, want nil", err)
+		}
+	})
+	t.Run("100 KiB error text", func(t *testing.T) {
+		p, err := Start(bigError, 100<<10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = p.Wait()
+		var te *TaskError
+		if !errors.As(err, &te) || te.Pid != p.Pid() || !strings.HasPrefix(te.Err.Error(), "eeee") || !strings.HasSuffix(err.Error(), "(truncated)") {
+			t.Fatalf("Wait = %.80v…, want a *TaskError with the text cut short", err)
+		}
+	})
+}
+
+func TestProcessVerdictFits(t *testing.T) {
+	out := appendHeader(nil, msgHeader{kind: kindResult, count: 1})
+	out = append(out, stPanic)
+	var at int
+	out, at = beginItem(out)
+	out = appendPanic(out, strings.Repeat("p", 50<<10), []byte(strings.Repeat("s", 50<<10)))
+	out = endItem(out, at)
+	msg, ok := processVerdict([]byte{opResult}, out)
+	if ok || len(msg) > ctlMaxMessage {
+		t.Fatalf("processVerdict = %d bytes, ok %v; want at most %d, false", len(msg), ok, ctlMaxMessage)
+	}
+	err := processResult(msg[1:], "f", 1)
+	var te *TaskError
+	if !errors.As(err, &te) || !errors.Is(err, ErrPanic) || !strings.HasSuffix(te.Stack, "(truncated)") {
+		t.Fatalf("processResult = %.80v…, want a panic TaskError with its stack cut short", err)
+	}
+}
