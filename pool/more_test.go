@@ -23,6 +23,9 @@ func TestRegisterRules(t *testing.T) {
 		}()
 		f()
 	}
+	mustPanic("name over 255 bytes", "over the 255-byte limit", func() {
+		Register(strings.Repeat("n", 256), func(int) (int, error) { return 0, nil })
+	})
 	mustPanic("after Init", "inside main cannot exist in a worker", func() {
 		Register("test.late", func(int) (int, error) { return 0, nil })
 	})

@@ -50,8 +50,9 @@ var registry struct {
 // sees functions registered before main runs. Names are explicit because
 // all instantiations of a generic function share one runtime name.
 //
-// Register panics if name is empty or already registered (naming both
-// registration sites), or if it is called after Init.
+// Register panics if name is empty, longer than 255 bytes (the limit of
+// the wire format) or already registered (naming both registration sites),
+// or if it is called after Init.
 //
 // A and R travel between processes through the package's codec: raw bytes
 // for fixed-size pointer-free types, CBOR otherwise (exported fields only).
@@ -60,6 +61,9 @@ var registry struct {
 func Register[A, R any](name string, fn func(A) (R, error)) Func[A, R] {
 	if name == "" || fn == nil {
 		panic("pool: Register needs a name and a function")
+	}
+	if len(name) > maxNameLen {
+		panic(fmt.Sprintf("pool: Register(%.40q...): name of %d bytes, over the %d-byte limit", name, len(name), maxNameLen))
 	}
 	argc, resc := codec.For[A](), codec.For[R]()
 	ta, tr := reflect.TypeFor[A](), reflect.TypeFor[R]()

@@ -78,10 +78,14 @@ func parseHeader(b []byte) (msgHeader, []byte, error) {
 	}, b[hdrLen:], nil
 }
 
-// appendName appends a function name (at most 255 bytes).
+// maxNameLen is the longest function name the wire format carries
+// (nameLen is a u8); Register refuses longer ones.
+const maxNameLen = 255
+
+// appendName appends a function name (at most maxNameLen bytes).
 func appendName(dst []byte, name string) []byte {
-	if len(name) > 255 {
-		name = name[:255]
+	if len(name) > maxNameLen {
+		name = name[:maxNameLen]
 	}
 	dst = append(dst, byte(len(name)))
 	return append(dst, name...)
