@@ -113,8 +113,9 @@ func mapCall[A, R any](f Func[A, R], args []A, out []R) *call {
 }
 
 // Apply runs f(arg) in a worker and waits for its result. If ctx ends
-// first, Apply returns ctx.Err() and the task is dropped if it has not
-// started (a running task finishes and its result is discarded).
+// first, Apply returns ctx.Err() and the task is dropped if it was not yet
+// handed to a worker; one already handed over (running, or queued in the
+// worker behind the running one) still runs and its result is discarded.
 func Apply[A, R any](ctx context.Context, p *Pool, f Func[A, R], arg A) (R, error) {
 	r := ApplyAsync(p, f, arg)
 	return wait(ctx, r)

@@ -120,8 +120,10 @@ func startChild(s setup, cpu int, extra []*os.File) (*child, error) {
 		Stderr:     os.Stderr,
 		ExtraFiles: append([]*os.File{cf}, extra...),
 		// The kernel kills the worker when the thread that forked it
-		// dies; StartPinned forks from a thread that lives as long as
-		// this process (see its doc, and go.dev/issue/27505).
+		// dies (prctl(2) PR_SET_PDEATHSIG). StartPinned forks from a
+		// thread it then returns to the runtime's pool; that thread lives
+		// until some later goroutine locked to it exits still locked
+		// (go.dev/issue/27505): see the Caveats in doc.go.
 		SysProcAttr: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
 	}
 	// From a fresh goroutine: if the caller's goroutine is locked to its

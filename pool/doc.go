@@ -69,4 +69,12 @@
 //     exits (they die with it). Call Close or Terminate.
 //   - Workers are pinned to one CPU each by default (Config.NoPin turns it
 //     off): a worker's own goroutines share that CPU.
+//   - Workers die with their parent through the parent-death signal
+//     (PR_SET_PDEATHSIG), which the kernel ties to the thread that forked
+//     them, not to the process. Workers are forked from a thread that is
+//     not locked to any goroutine, but Go may later hand that thread to a
+//     goroutine that calls runtime.LockOSThread; if that goroutine exits
+//     while still locked, the thread exits and every worker it forked is
+//     killed (go.dev/issue/27505). Do not exit goroutines that hold a
+//     locked thread in a program using pools, or unlock them first.
 package pool
