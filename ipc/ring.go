@@ -257,12 +257,20 @@ func (r *Ring) put(msg []byte) int {
 	n := uint64(len(msg))
 	rec := recHdr + (n+7)&^7
 	tail := r.l.tail.Load()
+	// tail comes from shared memory: a misaligned one would make pad below
+	// shorter than a record header and the header write run off the ring.
+	if tail%8 != 0 {
+		return opCorrupt
+	}
 	off := tail & r.mask
 	var pad uint64
 	if r.capacity-off < rec {
 		pad = r.capacity - off // >= 8: off and capacity are multiples of 8
 	}
-	if tail+pad+rec-r.headCache > r.capacity {
+	// A cached head more than a ring behind tail is only stale (this view
+	// may have taken over a lane long after it attached), not proof of
+	// corruption: reload it, and judge the loaded value.
+	if tail-r.headCache > r.capacity || tail+pad+rec-r.headCache > r.capacity {
 		head := r.l.head.Load()
 		if tail-head > r.capacity || head%8 != 0 {
 			return opCorrupt

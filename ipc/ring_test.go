@@ -256,6 +256,37 @@ func TestRingCorruptRecord(t *testing.T) {
 	}
 }
 
+// TestRingCorruptPositions: tail and head are read from shared memory on
+// every Put; impossible values give ErrCorrupt, never a panic or a write
+// outside the ring.
+func TestRingCorruptPositions(t *testing.T) {
+	const capacity = 1024
+	tests := []struct {
+		name       string
+		head, tail uint64
+	}{
+		{"tail misaligned just before the end", capacity - 8, capacity - 4},
+		{"tail misaligned at the start", 0, 4},
+		{"tail more than a ring ahead of head", 0, 2 * capacity},
+		{"head misaligned", 4, 2 * capacity},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := mustRing(t, &RingConfig{Capacity: capacity})
+			r.l.head.Store(tt.head)
+			r.l.tail.Store(tt.tail)
+			if err := r.TryPut([]byte("x")); !errors.Is(err, ErrCorrupt) {
+				t.Errorf("TryPut() = %v, want ErrCorrupt", err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			if err := r.Put(ctx, []byte("x")); !errors.Is(err, ErrCorrupt) {
+				t.Errorf("Put() = %v, want ErrCorrupt", err)
+			}
+		})
+	}
+}
+
 func TestRingAllocs(t *testing.T) {
 	r := mustRing(t, nil)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -327,9 +358,17 @@ func TestRingConcurrent(t *testing.T) {
 	}
 }
 
+// FuzzRing checks random operation sequences against a plain slice model.
+// Some operations overwrite the shared tail, head or a record header between
+// calls, as a buggy or hostile peer could; from then on the model no longer
+// holds, and every call must still return a documented result (an error is
+// fine) without a panic or an out-of-range access.
 func FuzzRing(f *testing.F) {
 	f.Add([]byte{0, 10, 1, 0, 200, 1, 1, 0, 255})
 	f.Add([]byte{0, 100, 0, 100, 0, 100, 1, 1, 1, 0, 7})
+	f.Add([]byte{0, 100, 1, 0, 0, 100, 3, 0x09, 0, 8, 1, 0})  // misaligned tail after a wrap
+	f.Add([]byte{0, 40, 0, 40, 3, 0x7b, 1, 0, 2, 0, 1, 0})    // a record header overwritten
+	f.Add([]byte{0, 16, 3, 0x86, 0, 16, 1, 0, 3, 0x41, 0, 9}) // head and tail moved
 	f.Fuzz(func(t *testing.T, ops []byte) {
 		cfg := &RingConfig{Capacity: 256, MaxMessage: 100}
 		mem := alignedMem(RingSize(cfg))
@@ -340,10 +379,12 @@ func FuzzRing(f *testing.F) {
 		var model [][]byte
 		used := 0 // bytes the model thinks are occupied, pads excluded
 		seq := byte(0)
+		corrupted := false // shared memory was overwritten: the model is void
 		for i := 0; i+1 < len(ops); i += 2 {
-			switch ops[i] % 3 {
-			case 0: // put a message of ops[i+1] bytes
-				n := int(ops[i+1])
+			v := ops[i+1]
+			switch ops[i] % 4 {
+			case 0: // put a message of v bytes
+				n := int(v)
 				msg := bytes.Repeat([]byte{seq}, n)
 				seq++
 				err := r.TryPut(msg)
@@ -351,6 +392,10 @@ func FuzzRing(f *testing.F) {
 				case n > 100:
 					if !errors.Is(err, ErrTooLarge) {
 						t.Fatalf("TryPut(%d) = %v, want ErrTooLarge", n, err)
+					}
+				case corrupted:
+					if err != nil && !errors.Is(err, ErrFull) && !errors.Is(err, ErrCorrupt) {
+						t.Fatalf("TryPut(%d) on corrupted memory = %v", n, err)
 					}
 				case err == nil:
 					model = append(model, msg)
@@ -368,6 +413,15 @@ func FuzzRing(f *testing.F) {
 				}
 			case 1: // get
 				got, err := r.TryGet(nil)
+				if corrupted {
+					if err != nil && !errors.Is(err, ErrEmpty) && !errors.Is(err, ErrCorrupt) {
+						t.Fatalf("TryGet() on corrupted memory = %v", err)
+					}
+					if len(got) > r.MaxMessage() {
+						t.Fatalf("TryGet() on corrupted memory returned %d bytes, over MaxMessage", len(got))
+					}
+					continue
+				}
 				if len(model) == 0 {
 					if !errors.Is(err, ErrEmpty) {
 						t.Fatalf("TryGet(empty) = %v, want ErrEmpty", err)
@@ -381,10 +435,25 @@ func FuzzRing(f *testing.F) {
 				model = model[1:]
 			case 2: // re-attach a fresh view, as another process would
 				r2, err := AttachRing(mem)
-				if err != nil {
+				switch {
+				case err == nil:
+					r = r2
+				case !corrupted || !errors.Is(err, ErrCorrupt):
 					t.Fatalf("AttachRing() = %v", err)
 				}
-				r = r2
+			case 3: // overwrite shared state; v selects what and by how much
+				corrupted = true
+				x := uint64(v >> 2)
+				switch v % 4 {
+				case 0: // tail forward: misaligned, or past head plus capacity
+					r.l.tail.Add(x)
+				case 1: // tail backward, possibly behind head
+					r.l.tail.Add(-x)
+				case 2: // head either way
+					r.l.head.Add(x - 32)
+				case 3: // a byte of a record header (length or kind)
+					mem[ringHeaderSize+int(x*8)%256+int(v&0x80)>>5] ^= v | 1
+				}
 			}
 		}
 	})
