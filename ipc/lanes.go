@@ -83,7 +83,7 @@ func newLanes(mem []byte, n int, cfg *RingConfig) (*lanes, error) {
 	l.lanes.Store(uint32(n))
 	l.laneStride.Store(uint32(stride))
 	l.closed.Store(0)
-	l.ev = eventWords{}
+	l.ev.reset()
 	l.magic.Store(queueMagic)
 	return attachLanes(mem)
 }

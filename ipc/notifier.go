@@ -44,6 +44,14 @@ type eventWords struct {
 	waiters atomic.Uint32
 }
 
+// reset zeroes both words for a constructor. Each is an atomic store: other
+// processes may already be touching them through a stale view, and a plain
+// struct store next to atomic accesses of the same words is a data race.
+func (e *eventWords) reset() {
+	e.seq.Store(0)
+	e.waiters.Store(0)
+}
+
 func (e *eventWords) prepare() uint32 {
 	e.waiters.Add(1)
 	return e.seq.Load()

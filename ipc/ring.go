@@ -161,8 +161,8 @@ func NewRing(mem []byte, cfg *RingConfig) (*Ring, error) {
 	l.closed.Store(0)
 	l.tail.Store(0)
 	l.head.Store(0)
-	l.data = eventWords{}
-	l.space = eventWords{}
+	l.data.reset()
+	l.space.reset()
 	l.magic.Store(ringMagic) // last: an attacher that sees the magic sees the rest
 	return AttachRing(mem)
 }
