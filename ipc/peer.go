@@ -2,34 +2,41 @@ package ipc
 
 import "sync/atomic"
 
-// peerRef names the process at the other end of a Ring: the pid and its
-// start time, so a recycled pid does not read as alive.
+// peerRef names the process at the other end of a Ring. The pid and its start
+// time form one immutable peerID published through an atomic pointer, so a
+// dead check racing with set sees the old pair or the new one, never one
+// process's pid with another's start time (which would read as a death).
 type peerRef struct {
-	pid   atomic.Int64 // 0: no peer set
-	start atomic.Uint64
+	id atomic.Pointer[peerID] // nil: no peer set
+}
+
+// peerID identifies a process across pid reuse: a recycled pid has another
+// start time.
+type peerID struct {
+	pid   int
+	start uint64 // /proc/<pid>/stat field 22, clock ticks since boot
 }
 
 func (p *peerRef) set(pid int) {
 	if pid <= 0 {
-		p.pid.Store(0)
+		p.id.Store(nil)
 		return
 	}
 	st, ok := procStart(pid)
 	if !ok {
 		st = ^uint64(0) // already gone: never matches
 	}
-	p.start.Store(st)
-	p.pid.Store(int64(pid))
+	p.id.Store(&peerID{pid: pid, start: st})
 }
 
 // dead reports whether a peer is set and has exited.
 func (p *peerRef) dead() bool {
-	pid := p.pid.Load()
-	if pid == 0 {
+	id := p.id.Load()
+	if id == nil {
 		return false
 	}
-	st, ok := procStart(int(pid))
-	return !ok || st != p.start.Load()
+	st, ok := procStart(id.pid)
+	return !ok || st != id.start
 }
 
 // processAlive reports whether pid names a live (non-zombie) process.

@@ -123,7 +123,10 @@ type Ring struct {
 
 	spin atomic.Int64 // time.Duration
 	peer peerRef
-	hint atomic.Bool // Wake asked sleepers to re-check the peer
+	// Wake asks each side's sleeper to re-check the peer. One flag per side:
+	// a single one could be taken by the other side's await and the Wake
+	// lost for the side it was meant for.
+	putHint, getHint atomic.Bool
 
 	// Cached peer positions and poll budgets, each touched by one side
 	// only; padded apart so producer and consumer goroutines of one process
@@ -229,7 +232,8 @@ func (r *Ring) SetSpin(d time.Duration) { r.spin.Store(int64(max(d, 0))) }
 // liveness now rather than at the end of the current 100 ms sleep. A process
 // that monitors the peer calls it when it learns the peer died.
 func (r *Ring) Wake() {
-	r.hint.Store(true)
+	r.putHint.Store(true)
+	r.getHint.Store(true)
 	r.l.data.wakeAll()
 	r.l.space.wakeAll()
 }
@@ -371,7 +375,7 @@ func (r *Ring) Put(ctx context.Context, msg []byte) error {
 		case opCorrupt:
 			return ErrCorrupt
 		}
-		if err := r.await(ctx, &r.l.space, &r.l.head, r.headCache, &r.putSpin); err != nil {
+		if err := r.await(ctx, &r.l.space, &r.l.head, r.headCache, &r.putSpin, &r.putHint); err != nil {
 			return err
 		}
 	}
@@ -417,7 +421,7 @@ func (r *Ring) Get(ctx context.Context, dst []byte) ([]byte, error) {
 		if closed {
 			return dst, os.ErrClosed
 		}
-		if err := r.await(ctx, &r.l.data, &r.l.tail, r.tailCache, &r.getSpin); err != nil {
+		if err := r.await(ctx, &r.l.data, &r.l.tail, r.tailCache, &r.getSpin, &r.getHint); err != nil {
 			return dst, err
 		}
 	}
@@ -425,8 +429,9 @@ func (r *Ring) Get(ctx context.Context, dst []byte) ([]byte, error) {
 
 // await blocks until *pos moves from seen, the ring is closed, or Wake is
 // called, returning nil so the caller retries; or returns ctx's error, or
-// ErrPeerDied. It polls first, then sleeps on ev in timed slices.
-func (r *Ring) await(ctx context.Context, ev *eventWords, pos *atomic.Uint64, seen uint64, as *adaptiveSpin) error {
+// ErrPeerDied. It polls first, then sleeps on ev in timed slices. hint is
+// this side's Wake flag.
+func (r *Ring) await(ctx context.Context, ev *eventWords, pos *atomic.Uint64, seen uint64, as *adaptiveSpin, hint *atomic.Bool) error {
 	moved := func() bool { return pos.Load() != seen || r.l.closed.Load() != 0 }
 	limit := time.Duration(r.spin.Load())
 	start := time.Now()
@@ -445,7 +450,7 @@ func (r *Ring) await(ctx context.Context, ev *eventWords, pos *atomic.Uint64, se
 		if err := ctxErr(ctx); err != nil {
 			return err
 		}
-		if r.hint.Swap(false) {
+		if hint.Swap(false) {
 			checkPeer = true
 		}
 		if checkPeer && r.peer.dead() {
