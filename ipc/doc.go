@@ -66,7 +66,8 @@
 //     unmaps a Queue's segment.
 //   - A Ring has exactly one producer and one consumer at a time. Two
 //     concurrent producers (or consumers) corrupt it; Queue serialises the
-//     goroutines of one process with a mutex.
+//     goroutines of one process with a mutex, shared by every view of the
+//     queue in that process.
 //   - Queue has many producers but one consumer process. Several consumers
 //     that survive each other's death need per-consumer claims that a dead
 //     consumer cannot leave half-done; that is not built. A pool-style fan

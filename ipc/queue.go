@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
+	"weak"
 
 	"github.com/mproc/mproc/internal/codec"
 	"github.com/mproc/mproc/shm"
@@ -37,17 +39,85 @@ type QueueConfig struct {
 // A Queue travels to another process as its MarshalBinary form (the segment
 // id): pass it as a pool task argument, or attach its segment in the child
 // (shm.OpenFD) and call UnmarshalBinary. Methods are safe for concurrent use
-// by goroutines of one process; only one process may consume.
+// by goroutines of one process, through any number of views of the queue in
+// that process (they share one lane and one lock); only one process may
+// consume.
 type Queue[T any] struct {
-	q     *lanes
-	seg   *shm.Segment
-	owned bool // this view created seg and closes it in Detach
-	codec codec.Codec[T]
+	st       *queueState
+	seg      *shm.Segment
+	owned    bool // this view created seg and closes it in Detach
+	codec    codec.Codec[T]
+	detached atomic.Bool
 
-	pmu  sync.Mutex // serialises this process's producers on its lane
-	pbuf []byte
-	cmu  sync.Mutex // serialises this process's consumers
-	cbuf []byte
+	pbuf []byte // guarded by st.pmu
+	cbuf []byte // guarded by st.cmu
+}
+
+// queueState is this process's one state for a queue, shared by all its
+// views here. claim gives every view of the process the same lane (the lane's
+// owner word holds the pid), and a lane's Ring takes one producer at a time,
+// so their Puts must share one mutex; likewise the consumer-side caches of
+// the lanes and the round-robin start belong to one consumer.
+type queueState struct {
+	id  uint64
+	q   *lanes
+	seg weak.Pointer[shm.Segment] // the mapping q views
+
+	pmu sync.Mutex // serialises this process's producers on its lane
+	cmu sync.Mutex // serialises this process's consumers
+
+	refs     int  // views not yet detached; guarded by queues.mu
+	released bool // lane given back, state forgotten; guarded by queues.mu
+}
+
+// queues maps a queue segment's id to its state in this process.
+var queues struct {
+	mu sync.Mutex
+	m  map[uint64]*queueState
+}
+
+// acquireQueue returns this process's state for the queue in seg, with one
+// more reference, making it with open(seg.Bytes()) if there is none yet (or
+// only one over another mapping, dead or alive).
+func acquireQueue(seg *shm.Segment, open func([]byte) (*lanes, error)) (*queueState, error) {
+	queues.mu.Lock()
+	defer queues.mu.Unlock()
+	id := seg.ID()
+	if st := queues.m[id]; st != nil && st.seg.Value() == seg {
+		st.refs++
+		return st, nil
+	}
+	q, err := open(seg.Bytes())
+	if err != nil {
+		return nil, err
+	}
+	st := &queueState{id: id, q: q, seg: weak.Make(seg), refs: 1}
+	if queues.m == nil {
+		queues.m = make(map[uint64]*queueState)
+	}
+	queues.m[id] = st
+	return st, nil
+}
+
+// release drops a view's reference. The last one gives the lane back; so
+// does unmap (the creating view is about to unmap the segment), at once, and
+// then no later release touches the memory.
+func (st *queueState) release(unmap bool) {
+	queues.mu.Lock()
+	st.refs--
+	last := !st.released && (st.refs == 0 || unmap)
+	if last {
+		st.released = true
+		if queues.m[st.id] == st {
+			delete(queues.m, st.id)
+		}
+	}
+	queues.mu.Unlock()
+	if last {
+		st.pmu.Lock()
+		st.q.release()
+		st.pmu.Unlock()
+	}
 }
 
 // NewQueue creates a Queue in a new shared memory segment.
@@ -67,11 +137,13 @@ func NewQueue[T any](cfg *QueueConfig) (*Queue[T], error) {
 	if err != nil {
 		return nil, fmt.Errorf("new queue: %w", err)
 	}
-	q, err := newLanes(seg.Bytes(), c.Producers, c.Ring)
+	st, err := acquireQueue(seg, func(mem []byte) (*lanes, error) {
+		return newLanes(mem, c.Producers, c.Ring)
+	})
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("new queue: %w", err), seg.Close())
 	}
-	return &Queue[T]{q: q, seg: seg, owned: true, codec: codec.For[T]()}, nil
+	return &Queue[T]{st: st, seg: seg, owned: true, codec: codec.For[T]()}, nil
 }
 
 // Put encodes v and commits it, blocking while this process's lane is full.
@@ -79,42 +151,42 @@ func NewQueue[T any](cfg *QueueConfig) (*Queue[T], error) {
 // live process, ErrTooLarge if the encoding exceeds the lane's MaxMessage,
 // or ctx's error.
 func (q *Queue[T]) Put(ctx context.Context, v T) error {
-	q.pmu.Lock()
-	defer q.pmu.Unlock()
+	q.st.pmu.Lock()
+	defer q.st.pmu.Unlock()
 	b, err := q.codec.Append(q.pbuf[:0], v)
 	if err != nil {
 		return fmt.Errorf("queue put: %w", err)
 	}
 	q.pbuf = b
-	return q.q.put(ctx, b, true)
+	return q.st.q.put(ctx, b, true)
 }
 
 // TryPut is Put without blocking: ErrFull when the lane has no room.
 func (q *Queue[T]) TryPut(v T) error {
-	q.pmu.Lock()
-	defer q.pmu.Unlock()
+	q.st.pmu.Lock()
+	defer q.st.pmu.Unlock()
 	b, err := q.codec.Append(q.pbuf[:0], v)
 	if err != nil {
 		return fmt.Errorf("queue put: %w", err)
 	}
 	q.pbuf = b
-	return q.q.put(context.Background(), b, false)
+	return q.st.q.put(context.Background(), b, false)
 }
 
 // Get returns the next value, blocking while every lane is empty. After
 // Close it returns what was committed, then os.ErrClosed. A value that fails
 // to decode is consumed and reported as an error.
 func (q *Queue[T]) Get(ctx context.Context) (T, error) {
-	q.cmu.Lock()
-	defer q.cmu.Unlock()
-	return q.decode(q.q.get(ctx, q.cbuf))
+	q.st.cmu.Lock()
+	defer q.st.cmu.Unlock()
+	return q.decode(q.st.q.get(ctx, q.cbuf))
 }
 
 // TryGet is Get without blocking: ErrEmpty when nothing is waiting.
 func (q *Queue[T]) TryGet() (T, error) {
-	q.cmu.Lock()
-	defer q.cmu.Unlock()
-	return q.decode(q.q.tryGet(q.cbuf))
+	q.st.cmu.Lock()
+	defer q.st.cmu.Unlock()
+	return q.decode(q.st.q.tryGet(q.cbuf))
 }
 
 func (q *Queue[T]) decode(b []byte, err error) (T, error) {
@@ -133,17 +205,20 @@ func (q *Queue[T]) decode(b []byte, err error) (T, error) {
 // os.ErrClosed, and consumers drain what was committed, then get
 // os.ErrClosed. It is idempotent. It does not release memory; see Detach.
 func (q *Queue[T]) Close() error {
-	q.q.close()
+	q.st.q.close()
 	return nil
 }
 
-// Detach gives this process's lane back (its committed messages are still
-// delivered) and, in the process that called NewQueue, closes the segment.
-// The Queue must not be used afterwards.
+// Detach drops this view. The process's lane is given back (its committed
+// messages are still delivered) when its last view of the queue detaches, or
+// when the view that NewQueue returned does, since that also closes the
+// segment and with it every view in the process. This view must not be used
+// afterwards; a second Detach does nothing.
 func (q *Queue[T]) Detach() error {
-	q.pmu.Lock()
-	q.q.release()
-	q.pmu.Unlock()
+	if q.detached.Swap(true) {
+		return nil
+	}
+	q.st.release(q.owned)
 	if q.owned {
 		return q.seg.Close()
 	}
@@ -171,10 +246,10 @@ func (q *Queue[T]) UnmarshalBinary(b []byte) error {
 	if err != nil {
 		return fmt.Errorf("unmarshal queue: %w", err)
 	}
-	l, err := attachLanes(seg.Bytes())
+	st, err := acquireQueue(seg, attachLanes)
 	if err != nil {
 		return fmt.Errorf("unmarshal queue: %w", err)
 	}
-	*q = Queue[T]{q: l, seg: seg, codec: codec.For[T]()}
+	*q = Queue[T]{st: st, seg: seg, codec: codec.For[T]()}
 	return nil
 }
