@@ -68,8 +68,11 @@
 //     concurrent producers (or consumers) corrupt it; Queue serialises the
 //     goroutines of one process with a mutex, shared by every view of the
 //     queue in that process.
-//   - Queue has many producers but one consumer process. Several consumers
-//     that survive each other's death need per-consumer claims that a dead
+//   - Queue has many producers but one consumer process: the creator, until
+//     another process calls Get or TryGet. Its pid and start time sit in the
+//     queue's header, and a Put blocked on a full lane returns ErrPeerDied
+//     within about 100 ms of that process's death. Several consumers that
+//     survive each other's death need per-consumer claims that a dead
 //     consumer cannot leave half-done; that is not built. A pool-style fan
 //     out uses one Ring per worker instead.
 //   - A Queue producer keeps its lane until Detach. A lane whose owner pid is

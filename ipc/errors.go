@@ -16,8 +16,9 @@ var (
 	ErrEmpty = errors.New("ipc: ring empty")
 
 	// ErrPeerDied is returned by a blocked Put or Get when the process named
-	// with SetPeer has exited. A Get returns it only after every message the
-	// peer committed has been delivered.
+	// with SetPeer has exited (for a Queue's Put, the consuming process). A
+	// Get returns it only after every message the peer committed has been
+	// delivered.
 	ErrPeerDied = errors.New("ipc: peer process died")
 
 	// ErrCorrupt is returned when shared memory holds values no correct peer

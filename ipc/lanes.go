@@ -9,21 +9,27 @@ import (
 
 const (
 	queueMagic   = 0x55514d50 // "PMQU"
-	queueVersion = 1
+	queueVersion = 2          // 2: the consumer word
 
 	defaultLanes = 8
 	maxLanes     = 1024
 )
 
-// queueLayout heads a lanes area: geometry written once, then the event
-// count the consumer sleeps on (producers bump it), on its own line.
+// queueLayout heads a lanes area: geometry written once and the consumer
+// word, then the event count the consumer sleeps on (producers bump it), on
+// its own line.
 type queueLayout struct {
 	magic      atomic.Uint32 // stored last by newLanes
 	version    atomic.Uint32
 	lanes      atomic.Uint32
 	laneStride atomic.Uint32 // bytes from one lane's owner line to the next
 	closed     atomic.Uint32
-	_          [lineSize - 5*4]byte
+	_          [4]byte
+	// consumer is the consuming process as a packed peerID (peerID.word),
+	// 0 if unknown: the creator, then whichever process last called Get or
+	// TryGet. Producers watch it while their lane is full.
+	consumer atomic.Uint64
+	_        [lineSize - 32]byte
 
 	ev eventWords
 	_  [lineSize - 8]byte
@@ -51,6 +57,10 @@ type lanes struct {
 	mine   int // lane this process produces into; -1 before the first put
 	next   int // consumer's round-robin start
 	spin   time.Duration
+
+	// consumer word last made the peer of this process's lane's ring
+	// (producer side).
+	peerWord uint64
 }
 
 func lanesSize(n int, cfg *RingConfig) int {
@@ -83,6 +93,7 @@ func newLanes(mem []byte, n int, cfg *RingConfig) (*lanes, error) {
 	l.lanes.Store(uint32(n))
 	l.laneStride.Store(uint32(stride))
 	l.closed.Store(0)
+	l.consumer.Store(selfWord()) // the creator consumes until another process does
 	l.ev.reset()
 	l.magic.Store(queueMagic)
 	return attachLanes(mem)
@@ -153,6 +164,13 @@ func (q *lanes) put(ctx context.Context, msg []byte, block bool) error {
 		}
 	}
 	r := q.rings[q.mine]
+	// Name the consuming process as the lane's peer, so that a Put blocked
+	// on a full lane returns ErrPeerDied once nobody can drain it. The word
+	// is hostile input like the rest: garbage names a dead process at worst.
+	if w := q.l.consumer.Load(); w != q.peerWord {
+		q.peerWord = w
+		r.peer.setID(peerFromWord(w))
+	}
 	var err error
 	if block {
 		err = r.Put(ctx, msg)
@@ -163,6 +181,14 @@ func (q *lanes) put(ctx context.Context, msg []byte, block bool) error {
 		q.l.ev.notify()
 	}
 	return err
+}
+
+// consume makes this process the queue's consumer, the process producers
+// blocked on a full lane watch: one load when it already is.
+func (q *lanes) consume() {
+	if w := selfWord(); q.l.consumer.Load() != w {
+		q.l.consumer.Store(w)
+	}
 }
 
 // tryGet takes one message from the first non-empty lane after the last one

@@ -77,6 +77,20 @@ func runChild(mode string) error {
 			}
 		}
 		return q.Detach()
+	case "queue-consumer":
+		// Take N items, then stay alive without consuming until killed.
+		b, _ := hex.DecodeString(os.Getenv("MPROC_IPC_QUEUE"))
+		var q Queue[item]
+		if err := q.UnmarshalBinary(b); err != nil {
+			return err
+		}
+		for i := range envInt("MPROC_IPC_N") {
+			if _, err := q.Get(ctx); err != nil {
+				return fmt.Errorf("get %d: %w", i, err)
+			}
+		}
+		time.Sleep(time.Minute)
+		return nil
 	case "ring-echo":
 		// Echo every message of ring A back on ring B until A closes.
 		a, b, err := childRings(seg)

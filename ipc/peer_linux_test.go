@@ -54,3 +54,26 @@ func TestRingWakeReachesEachSide(t *testing.T) {
 			r.getHint.Load(), r.putHint.Load())
 	}
 }
+
+// TestPeerWord: a packed identity names the same process, and one whose
+// start time differs (a recycled pid) reads as dead.
+func TestPeerWord(t *testing.T) {
+	w := selfWord()
+	id := peerFromWord(w)
+	if id == nil || id.pid != os.Getpid() {
+		t.Fatalf("peerFromWord(selfWord()) = %+v, want pid %d", id, os.Getpid())
+	}
+	var p peerRef
+	p.setID(id)
+	if p.dead() {
+		t.Error("dead() = true for this process")
+	}
+	p.setID(peerFromWord(w ^ 1))
+	if !p.dead() {
+		t.Error("dead() = false for this pid with another start time")
+	}
+	p.setID(peerFromWord(0))
+	if p.dead() {
+		t.Error("dead() = true with no peer")
+	}
+}

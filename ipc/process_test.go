@@ -180,6 +180,47 @@ func TestQueueProducersKilledAtRandom(t *testing.T) {
 	t.Logf("%d of %d victims had committed messages when killed; delivered %v", killedMidStream, victims, next)
 }
 
+// TestQueueConsumerKilled: a child takes over consuming from the creator,
+// takes a few items and is SIGKILLed; the producer, blocked on its full lane,
+// returns ErrPeerDied soon after instead of waiting forever.
+func TestQueueConsumerKilled(t *testing.T) {
+	q, qenv := mustQueue(t, &QueueConfig{Producers: 1, Ring: &RingConfig{Capacity: 256}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := range int64(3) {
+		if err := q.Put(ctx, item{0, i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	child := startChild(t, "queue-consumer", q.seg, qenv, "MPROC_IPC_N=3")
+	ring := q.st.q.rings[0]
+	for ring.l.head.Load() != ring.l.tail.Load() { // the child took all three
+		if ctx.Err() != nil {
+			t.Fatal("the consumer child did not take its items within 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if id := peerFromWord(q.st.q.l.consumer.Load()); id == nil || id.pid != child.Process.Pid {
+		t.Fatalf("consumer = %+v after the child's Get, want pid %d", id, child.Process.Pid)
+	}
+	n := int64(3)
+	for ; q.TryPut(item{0, n}) == nil; n++ {
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- q.Put(ctx, item{0, n}) }()
+	time.Sleep(50 * time.Millisecond) // let it block
+	child.Process.Kill()
+	child.Wait()
+	died := time.Now()
+	err := <-errc
+	if !errors.Is(err, ErrPeerDied) {
+		t.Fatalf("Put() on a full lane whose consumer died = %v, want ErrPeerDied", err)
+	}
+	if d := time.Since(died); d > time.Second {
+		t.Errorf("Put noticed the consumer's death after %v, want under 1s", d)
+	}
+}
+
 // TestRingProcessEcho round-trips messages of every size class through a
 // child, with the two rings in one segment, then closes: the child's Get
 // returns os.ErrClosed and it closes the reply ring.

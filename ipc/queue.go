@@ -149,7 +149,9 @@ func NewQueue[T any](cfg *QueueConfig) (*Queue[T], error) {
 // Put encodes v and commits it, blocking while this process's lane is full.
 // It returns os.ErrClosed after Close, ErrNoLane if every lane belongs to a
 // live process, ErrTooLarge if the encoding exceeds the lane's MaxMessage,
-// or ctx's error.
+// ctx's error, or ErrPeerDied when the consuming process (the one that
+// created the queue, or else the last one to call Get or TryGet) dies while
+// Put waits for room, noticed within about 100 ms.
 func (q *Queue[T]) Put(ctx context.Context, v T) error {
 	q.st.pmu.Lock()
 	defer q.st.pmu.Unlock()
@@ -175,10 +177,12 @@ func (q *Queue[T]) TryPut(v T) error {
 
 // Get returns the next value, blocking while every lane is empty. After
 // Close it returns what was committed, then os.ErrClosed. A value that fails
-// to decode is consumed and reported as an error.
+// to decode is consumed and reported as an error. Get and TryGet make this
+// process the queue's consumer, whose death blocked producers notice.
 func (q *Queue[T]) Get(ctx context.Context) (T, error) {
 	q.st.cmu.Lock()
 	defer q.st.cmu.Unlock()
+	q.st.q.consume()
 	return q.decode(q.st.q.get(ctx, q.cbuf))
 }
 
@@ -186,6 +190,7 @@ func (q *Queue[T]) Get(ctx context.Context) (T, error) {
 func (q *Queue[T]) TryGet() (T, error) {
 	q.st.cmu.Lock()
 	defer q.st.cmu.Unlock()
+	q.st.q.consume()
 	return q.decode(q.st.q.tryGet(q.cbuf))
 }
 

@@ -71,6 +71,16 @@ func TestRingLayout(t *testing.T) {
 	if off := uintptrOf(&l.head) - base; off != 2*lineSize {
 		t.Errorf("head offset = %d, want %d", off, 2*lineSize)
 	}
+	if got := sizeOf[queueLayout](); got != queueHeaderSize {
+		t.Errorf("sizeof(queueLayout) = %d, want %d", got, queueHeaderSize)
+	}
+	var ql queueLayout
+	if off := uintptrOf(&ql.consumer) - uintptrOf(&ql); off != 24 {
+		t.Errorf("queue consumer offset = %d, want 24", off)
+	}
+	if off := uintptrOf(&ql.ev) - uintptrOf(&ql); off != lineSize {
+		t.Errorf("queue event count offset = %d, want %d", off, lineSize)
+	}
 	if got := sizeOf[semLayout](); got != SemaphoreSize {
 		t.Errorf("sizeof(semLayout) = %d, want %d", got, SemaphoreSize)
 	}
