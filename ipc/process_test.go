@@ -127,8 +127,10 @@ func TestQueueProducersKilledAtRandom(t *testing.T) {
 	defer cancel()
 	next := make(map[int32]int64)
 	steady := startChild(t, "queue-producer", q.seg, qenv, "MPROC_IPC_ID=100", "MPROC_IPC_N="+strconv.Itoa(steadyN))
-	drain := func(until time.Time) {
-		for time.Now().Before(until) {
+	// drain consumes until the time passes, or earlier once done reports
+	// true (nil: never).
+	drain := func(until time.Time, done func() bool) {
+		for time.Now().Before(until) && (done == nil || !done()) {
 			it, err := q.TryGet()
 			if errors.Is(err, ErrEmpty) {
 				time.Sleep(20 * time.Microsecond)
@@ -143,9 +145,18 @@ func TestQueueProducersKilledAtRandom(t *testing.T) {
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	for v := range int32(victims) {
 		victim := startChild(t, "queue-producer", q.seg, qenv, "MPROC_IPC_ID="+strconv.Itoa(int(v)), "MPROC_IPC_N=0")
-		// Let it run a random 0-8 ms (start-up included), consuming meanwhile
-		// so that it is putting, not blocked on a full lane, when it dies.
-		drain(time.Now().Add(time.Duration(rng.IntN(8000)) * time.Microsecond))
+		// Let it run a random 0-8 ms, consuming meanwhile so that it is
+		// putting, not blocked on a full lane, when it dies. For even victims
+		// the time includes start-up, so some die before their first commit;
+		// odd ones get it after their first commit, so some die mid-stream
+		// however slow start-up is (a -race binary takes longer than 8 ms).
+		if v%2 == 1 {
+			drain(time.Now().Add(10*time.Second), func() bool { return next[v] > 0 })
+			if next[v] == 0 {
+				t.Fatalf("victim %d committed nothing within 10s", v)
+			}
+		}
+		drain(time.Now().Add(time.Duration(rng.IntN(8000))*time.Microsecond), nil)
 		victim.Process.Kill()
 		victim.Wait()
 	}
