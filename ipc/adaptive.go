@@ -23,6 +23,9 @@ type adaptiveSpin struct {
 const (
 	minSpin    = 2 * time.Microsecond
 	probeEvery = 16
+	// fastPolls is how many bare checks precede the timed, PAUSEd poll:
+	// about a microsecond, a few cross-core hand-offs.
+	fastPolls = 1024
 )
 
 // next returns how long the coming wait may poll, given the ring's maximum.

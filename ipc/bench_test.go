@@ -5,6 +5,7 @@ package ipc
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -152,8 +153,12 @@ func benchOneWayUDS(b *testing.B, size int) {
 // via=uds: a Unix-domain stream socket to an echoing process.
 func BenchmarkRoundTrip(b *testing.B) {
 	const size = 64
-	b.Run("via=ring-spin", func(b *testing.B) { benchRTTRing(b, size, false) })
-	b.Run("via=ring-sleep", func(b *testing.B) { benchRTTRing(b, size, true) })
+	// ring-poll: both sides spin on TryGet and never sleep (the pure-spinning
+	// reference); ring-spin: Put/Get with the default adaptive wait; ring-sleep:
+	// the echo side never polls (SetSpin(0)) and sleeps on the futex every time.
+	b.Run("via=ring-poll", func(b *testing.B) { benchRTTRing(b, size, rttPoll) })
+	b.Run("via=ring-spin", func(b *testing.B) { benchRTTRing(b, size, rttAdaptive) })
+	b.Run("via=ring-sleep", func(b *testing.B) { benchRTTRing(b, size, rttSleep) })
 	b.Run("via=chan", func(b *testing.B) {
 		ping, pong := make(chan []byte), make(chan []byte)
 		go func() {
@@ -183,7 +188,13 @@ func BenchmarkRoundTrip(b *testing.B) {
 	})
 }
 
-func benchRTTRing(b *testing.B, size int, sleep bool) {
+const (
+	rttAdaptive = iota
+	rttPoll
+	rttSleep
+)
+
+func benchRTTRing(b *testing.B, size int, mode int) {
 	cfg := &RingConfig{Capacity: 4096}
 	seg := mustSegment(b, 2*RingSize(cfg))
 	a, back, err := twoRings(seg, cfg)
@@ -191,8 +202,11 @@ func benchRTTRing(b *testing.B, size int, sleep bool) {
 		b.Fatal(err)
 	}
 	env := []string{"MPROC_IPC_RINGSIZE=" + strconv.Itoa(RingSize(cfg))}
-	if sleep {
+	switch mode {
+	case rttSleep:
 		env = append(env, "MPROC_IPC_SLEEP=1")
+	case rttPoll:
+		env = append(env, "MPROC_IPC_POLL=1")
 	}
 	child := startChild(b, "ring-echo", seg, env...)
 	a.SetPeer(child.Process.Pid)
@@ -205,7 +219,16 @@ func benchRTTRing(b *testing.B, size int, sleep bool) {
 		if err := a.Put(ctx, msg); err != nil {
 			b.Fatal(err)
 		}
-		if buf, err = back.Get(ctx, buf); err != nil {
+		if mode == rttPoll {
+			for {
+				if buf, err = back.TryGet(buf); !errors.Is(err, ErrEmpty) {
+					break
+				}
+			}
+		} else {
+			buf, err = back.Get(ctx, buf)
+		}
+		if err != nil {
 			b.Fatal(err)
 		}
 	}

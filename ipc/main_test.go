@@ -101,8 +101,16 @@ func runChild(mode string) error {
 			a.SetSpin(0)
 		}
 		buf := make([]byte, 0, a.MaxMessage())
+		poll := os.Getenv("MPROC_IPC_POLL") != "" // pure spinning: TryGet in a loop, never sleep
 		for {
-			buf, err = a.Get(ctx, buf)
+			if poll {
+				buf, err = a.TryGet(buf)
+				if errors.Is(err, ErrEmpty) {
+					continue
+				}
+			} else {
+				buf, err = a.Get(ctx, buf)
+			}
 			if errors.Is(err, os.ErrClosed) {
 				return b.Close()
 			}

@@ -434,6 +434,17 @@ func (r *Ring) Get(ctx context.Context, dst []byte) ([]byte, error) {
 func (r *Ring) await(ctx context.Context, ev *eventWords, pos *atomic.Uint64, seen uint64, as *adaptiveSpin, hint *atomic.Bool) error {
 	moved := func() bool { return pos.Load() != seen || r.l.closed.Load() != 0 }
 	limit := time.Duration(r.spin.Load())
+	if limit > 0 {
+		// A peer that is awake answers within a few hundred ns. Catch that
+		// with bare loads (the line stays in this core's cache until the
+		// peer writes it) before paying for clock reads and PAUSE, which
+		// would each add tens of ns to the hand-off.
+		for range fastPolls {
+			if moved() {
+				return nil
+			}
+		}
+	}
 	start := time.Now()
 	defer func() { as.record(time.Since(start), limit) }()
 	if spinUntil(as.next(limit), moved) {
