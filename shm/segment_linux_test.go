@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -421,4 +422,30 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// TestLargeSegmentPrefaulted: a segment of prefaultMin or more has every page
+// in place when New returns: writing all of it takes (almost) no page faults,
+// and a memory limit would have failed New with ENOMEM instead of raising
+// SIGBUS on some later write.
+func TestLargeSegmentPrefaulted(t *testing.T) {
+	s, err := New("prefault", prefaultMin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	b := s.Bytes()
+	page := os.Getpagesize()
+	runtime.LockOSThread() // the fault counts below are this thread's
+	defer runtime.UnlockOSThread()
+	var before, after unix.Rusage
+	unix.Getrusage(unix.RUSAGE_THREAD, &before)
+	for i := 0; i < len(b); i += page {
+		b[i] = 1
+	}
+	unix.Getrusage(unix.RUSAGE_THREAD, &after)
+	pages := len(b) / page
+	if faults := after.Minflt - before.Minflt; faults > int64(pages/10) {
+		t.Errorf("writing %d pages took %d page faults, want almost none (prefaulted)", pages, faults)
+	}
 }
