@@ -9,17 +9,11 @@ import (
 	"github.com/mproc/mproc/internal/leakcheck"
 	"github.com/mproc/mproc/kde"
 	"github.com/mproc/mproc/pool"
-	"github.com/mproc/mproc/shm"
 )
 
 func TestMain(m *testing.M) {
 	pool.Init() // in a worker this serves tasks and never returns
-	code := m.Run()
-	if err := leakcheck.Check(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		code = 1
-	}
-	os.Exit(code)
+	os.Exit(leakcheck.Run(m))
 }
 
 // The seed's benchmark: density at the origin of n bivariate standard normal
@@ -104,31 +98,11 @@ func BenchmarkKDE(b *testing.B) {
 		}
 		for _, k := range benchWorkers {
 			run(fmt.Sprintf("mode=pool-cold/workers=%d", k), func() ([]kde.Point, error) {
-				return coldSweep(ctx, k, samples)
+				return kde.SweepNewPool(ctx, k, samples, benchPoint, benchWidths, kde.Hypercube)
 			})
 		}
 		shared.Close()
 	}
-}
-
-// coldSweep is the seed's multiprocess(): everything from starting the
-// workers to having every result, pool shutdown included.
-func coldSweep(ctx context.Context, workers int, samples []float64) (out []kde.Point, err error) {
-	p, err := pool.New(&pool.Config{Workers: workers})
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if cerr := p.Close(); err == nil {
-			err = cerr
-		}
-	}()
-	var shared *shm.Array[float64]
-	if shared, err = kde.ShareSamples(samples); err != nil {
-		return nil, err
-	}
-	defer shared.Close()
-	return kde.SweepPool(ctx, p, shared, benchPoint, benchWidths, kde.Hypercube)
 }
 
 func equalPoints(a, b []kde.Point) bool {

@@ -1,7 +1,6 @@
 package kde
 
 import (
-	"fmt"
 	"os"
 	"testing"
 
@@ -11,10 +10,5 @@ import (
 
 func TestMain(m *testing.M) {
 	pool.Init() // in a worker this serves tasks and never returns
-	code := m.Run()
-	if err := leakcheck.Check(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		code = 1
-	}
-	os.Exit(code)
+	os.Exit(leakcheck.Run(m))
 }

@@ -66,3 +66,25 @@ func SweepPool(ctx context.Context, p *pool.Pool, samples *shm.Array[float64], x
 	sortPoints(out)
 	return out, nil
 }
+
+// SweepNewPool is the seed's multiprocess(): it starts a pool of workers
+// processes, shares the samples, runs SweepPool and closes the pool, all of
+// which the caller's timing includes. It returns the sweep, or the first
+// error of those steps.
+func SweepNewPool(ctx context.Context, workers int, samples, x, widths []float64, k Kernel) (out []Point, err error) {
+	p, err := pool.New(&pool.Config{Workers: workers})
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if cerr := p.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	shared, err := ShareSamples(samples)
+	if err != nil {
+		return nil, err
+	}
+	defer shared.Close()
+	return SweepPool(ctx, p, shared, x, widths, k)
+}

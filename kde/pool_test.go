@@ -74,3 +74,27 @@ func TestSweepPoolBadInput(t *testing.T) {
 		t.Errorf("negative width: err = %v, want ErrWidth", err)
 	}
 }
+
+func TestSweepNewPool(t *testing.T) {
+	samples := mustSamples(t, 2000, []float64{0, 0}, []float64{1, 0, 0, 1}, 7)
+	x, widths := []float64{0, 0}, Linspace(0.5, 1.5, 9)
+	want, err := Sweep(samples, x, widths, Hypercube)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := SweepNewPool(context.Background(), 2, samples, x, widths, Hypercube)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d points, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("point %d = %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	if _, err := SweepNewPool(context.Background(), 1, samples, x, []float64{-1}, Hypercube); !errors.Is(err, ErrWidth) {
+		t.Errorf("negative width: err = %v, want ErrWidth", err)
+	}
+}

@@ -20,12 +20,7 @@ func TestMain(m *testing.M) {
 	if mode := os.Getenv("MPROC_TEST_CHILD"); mode != "" {
 		os.Exit(testChild(mode))
 	}
-	code := m.Run()
-	if err := leakcheck.Check(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		code = 1
-	}
-	os.Exit(code)
+	os.Exit(leakcheck.Run(m))
 }
 
 // testChild runs helper-process modes for tests that need a parent of

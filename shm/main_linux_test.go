@@ -23,12 +23,7 @@ func TestMain(m *testing.M) {
 	if mode := os.Getenv(childEnv); mode != "" {
 		os.Exit(runChild(mode))
 	}
-	code := m.Run()
-	if err := leakcheck.Check(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		code = 1
-	}
-	os.Exit(code)
+	os.Exit(leakcheck.Run(m))
 }
 
 // Child modes. Each reports failures on stderr and through its exit status.

@@ -162,30 +162,10 @@ func poolBenchCases(cfg *config, samples, widths []float64) ([]benchCase, func()
 	for _, k := range cfg.procs {
 		cases = append(cases, benchCase{
 			label: fmt.Sprintf("pool %d processes, cold (seed)", k), bar: fmt.Sprintf("%d procs cold", k),
-			run: func() ([]kde.Point, error) { return coldSweep(ctx, k, samples, widths, cfg.kernel) },
+			run: func() ([]kde.Point, error) { return kde.SweepNewPool(ctx, k, samples, origin, widths, cfg.kernel) },
 		})
 	}
 	return cases, release, nil
-}
-
-// coldSweep is the seed's multiprocess(): pool creation, sharing the samples
-// and shutting the pool down are all part of the time.
-func coldSweep(ctx context.Context, workers int, samples, widths []float64, k kde.Kernel) (out []kde.Point, err error) {
-	p, err := pool.New(&pool.Config{Workers: workers})
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if cerr := p.Close(); err == nil {
-			err = cerr
-		}
-	}()
-	shared, err := kde.ShareSamples(samples)
-	if err != nil {
-		return nil, err
-	}
-	defer shared.Close()
-	return kde.SweepPool(ctx, p, shared, origin, widths, k)
 }
 
 func samePoints(a, b []kde.Point) bool {

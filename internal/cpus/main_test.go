@@ -1,7 +1,6 @@
 package cpus_test
 
 import (
-	"fmt"
 	"os"
 	"testing"
 
@@ -17,10 +16,5 @@ func TestMain(m *testing.M) {
 	if mode := os.Getenv(childEnv); mode != "" {
 		os.Exit(runChild(mode))
 	}
-	code := m.Run()
-	if err := leakcheck.Check(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		code = 1
-	}
-	os.Exit(code)
+	os.Exit(leakcheck.Run(m))
 }

@@ -2,16 +2,12 @@
 // were never reaped, mproc memfd segments still open or mapped in this
 // process, and /dev/shm/mproc-* files that appeared during the run.
 //
-// Every package whose tests start processes or create segments calls Check
-// from TestMain after m.Run and fails the run when it reports anything:
+// Every package whose tests start processes or create segments runs its
+// tests through Run, which fails the run when Check reports anything:
 //
 //	func TestMain(m *testing.M) {
-//		code := m.Run()
-//		if err := leakcheck.Check(); err != nil {
-//			fmt.Fprintln(os.Stderr, err)
-//			code = 1
-//		}
-//		os.Exit(code)
+//		// dispatch child modes first: a child must never run the tests
+//		os.Exit(leakcheck.Run(m))
 //	}
 //
 // # Caveats

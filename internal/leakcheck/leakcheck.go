@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"testing"
 	"time"
 )
 
@@ -133,4 +134,18 @@ func listShm() map[string]bool {
 		}
 	}
 	return set
+}
+
+// Run runs the tests of m, then Check, and returns the exit code for
+// os.Exit: m's own, or 1 when something leaked (reported on stderr).
+// TestMain calls it after dispatching any child mode:
+//
+//	os.Exit(leakcheck.Run(m))
+func Run(m *testing.M) int {
+	code := m.Run()
+	if err := Check(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		code = 1
+	}
+	return code
 }
