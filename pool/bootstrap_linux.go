@@ -47,14 +47,28 @@ func newCtlConn(f *os.File) (*ctlConn, error) {
 
 // send writes one message, passing f's descriptor along if f != nil.
 func (c *ctlConn) send(msg []byte, f *os.File) error {
-	var oob []byte
-	if f != nil {
-		oob = syscall.UnixRights(int(f.Fd()))
+	if f == nil {
+		c.wmu.Lock()
+		defer c.wmu.Unlock()
+		_, _, err := c.c.WriteMsgUnix(msg, nil, nil)
+		return err
 	}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	_, _, err := c.c.WriteMsgUnix(msg, oob, nil)
-	return err
+	// Pass the descriptor inside Control, which holds a reference on it:
+	// the segment's owner may Close it concurrently, and a bare f.Fd()
+	// could then hand the child a closed or, worse, reused descriptor.
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var werr error
+	if err := rc.Control(func(fd uintptr) {
+		c.wmu.Lock()
+		defer c.wmu.Unlock()
+		_, _, werr = c.c.WriteMsgUnix(msg, syscall.UnixRights(int(fd)), nil)
+	}); err != nil {
+		return err
+	}
+	return werr
 }
 
 // recv reads one message and the descriptor passed with it, if any.
@@ -210,7 +224,10 @@ func (c *child) serveFetch(b []byte) {
 		c.ctl.send(append([]byte{opFetchReply, 1}, err.Error()...), nil)
 		return
 	}
-	c.ctl.send([]byte{opFetchReply, 0}, f)
+	if err := c.ctl.send([]byte{opFetchReply, 0}, f); err != nil {
+		// Closed while being fetched: the worker gets an error, not a hang.
+		c.ctl.send(append([]byte{opFetchReply, 1}, err.Error()...), nil)
+	}
 }
 
 // exitSignal returns the signal that killed the process, or nil.
