@@ -362,18 +362,9 @@ func (r *Ring) TryPut(msg []byte) error {
 // done first, ErrCorrupt on impossible shared state. It allocates nothing
 // unless it has to sleep with a cancellable ctx.
 func (r *Ring) Put(ctx context.Context, msg []byte) error {
-	if len(msg) > r.maxMsg {
-		return ErrTooLarge
-	}
 	for {
-		if r.l.closed.Load() != 0 {
-			return os.ErrClosed
-		}
-		switch r.put(msg) {
-		case opDone:
-			return nil
-		case opCorrupt:
-			return ErrCorrupt
+		if err := r.TryPut(msg); err != ErrFull {
+			return err
 		}
 		if err := r.await(ctx, &r.l.space, &r.l.head, r.headCache, &r.putSpin, &r.putHint); err != nil {
 			return err
@@ -407,19 +398,12 @@ func (r *Ring) TryGet(dst []byte) ([]byte, error) {
 // a cancellable ctx.
 func (r *Ring) Get(ctx context.Context, dst []byte) ([]byte, error) {
 	for {
-		// Read closed before looking for data: a producer's messages
-		// happen-before its Close, so seeing closed and then no data means
+		// TryGet reads closed before looking for data: a producer's
+		// messages happen-before its Close, so closed-then-empty means
 		// drained.
-		closed := r.l.closed.Load() != 0
-		out, st := r.get(dst)
-		switch st {
-		case opDone:
-			return out, nil
-		case opCorrupt:
-			return dst, ErrCorrupt
-		}
-		if closed {
-			return dst, os.ErrClosed
+		out, err := r.TryGet(dst)
+		if err != ErrEmpty {
+			return out, err
 		}
 		if err := r.await(ctx, &r.l.data, &r.l.tail, r.tailCache, &r.getSpin, &r.getHint); err != nil {
 			return dst, err
