@@ -56,9 +56,10 @@ func TestApplyAsync(t *testing.T) {
 	}
 }
 
-func TestMapLarge(t *testing.T) {
-	p := mustPool(t, &Config{Workers: 2, NoPin: true})
-	args := make([]int, 10000)
+// mapCubes maps cube over 0..n-1 on p and checks every result.
+func mapCubes(t *testing.T, p *Pool, n int) {
+	t.Helper()
+	args := make([]int, n)
 	for i := range args {
 		args[i] = i
 	}
@@ -68,9 +69,13 @@ func TestMapLarge(t *testing.T) {
 	}
 	for i, v := range got {
 		if v != i*i*i {
-			t.Fatalf("got[%d] = %d", i, v)
+			t.Fatalf("Map(cube)[%d] = %d, want %d", i, v, i*i*i)
 		}
 	}
+}
+
+func TestMapLarge(t *testing.T) {
+	mapCubes(t, mustPool(t, &Config{Workers: 2, NoPin: true}), 10000)
 }
 
 // TestMapChunkSizeOverWireLimit: a ChunkSize over the wire format's u16

@@ -2,7 +2,6 @@ package pool
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"os"
 	"os/exec"
@@ -148,19 +147,7 @@ func TestProcessArgumentTooLarge(t *testing.T) {
 // which proves the core does not depend on the shared-memory rings.
 func TestSocketTransport(t *testing.T) {
 	p := mustPool(t, &Config{Workers: 2, NoPin: true, transport: sockTransport{}})
-	args := make([]int, 1000)
-	for i := range args {
-		args[i] = i
-	}
-	got, err := Map(context.Background(), p, cube, args)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, v := range got {
-		if v != i*i*i {
-			t.Fatalf("got[%d] = %d", i, v)
-		}
-	}
+	mapCubes(t, p, 1000)
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
