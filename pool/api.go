@@ -68,48 +68,60 @@ func checkFunc(e *entry) error {
 	return nil
 }
 
-// ApplyAsync submits f(arg) and returns at once.
+// ApplyAsync submits f(arg) and returns at once. arg is encoded before
+// ApplyAsync returns: the caller may change it afterwards.
 func ApplyAsync[A, R any](p *Pool, f Func[A, R], arg A) *Result[R] {
 	if err := checkFunc(f.e); err != nil {
 		return &Result[R]{err: err}
 	}
 	argc, resc := codec.For[A](), codec.For[R]()
+	args, err := encodeArgs(f.e, 1, func(dst []byte, _ int) ([]byte, error) { return argc.Append(dst, arg) })
+	if err != nil {
+		return &Result[R]{err: err}
+	}
 	var res R
-	c := newCall(f.e, 1)
+	c := newCall(f.e, args)
 	c.failFast = true
-	c.enc = func(dst []byte, _ int) ([]byte, error) { return argc.Append(dst, arg) }
 	c.dec = func(_ int, b []byte) error { return resc.Decode(b, &res) }
 	r := &Result[R]{c: c, val: func() R { return res }}
-	r.err = p.submit(c, 1)
+	r.err = p.core.submit(c, 1)
 	return r
 }
 
 // MapAsync submits f over args and returns at once; the result holds the
-// outputs in the order of args. The first task to fail (in completion
-// order) fails the whole call, and its tasks not yet handed to a worker are
-// dropped.
+// outputs in the order of args. Every argument is encoded before MapAsync
+// returns (one that cannot be encoded fails the call at once): the caller
+// may reuse args afterwards. The first task to fail (in completion order)
+// fails the whole call; its tasks not yet started are dropped, in the
+// workers too.
 func MapAsync[A, R any](p *Pool, f Func[A, R], args []A) *Result[[]R] {
 	if err := checkFunc(f.e); err != nil {
 		return &Result[[]R]{err: err}
 	}
 	out := make([]R, len(args))
-	c := mapCall(f, args, out)
+	c, err := mapCall(f, args, out)
+	if err != nil {
+		return &Result[[]R]{err: err}
+	}
 	c.failFast = true
 	r := &Result[[]R]{c: c, val: func() []R { return out }}
 	if len(args) == 0 {
 		c.cancel(nil)
 		return r
 	}
-	r.err = p.submit(c, p.chunkSize())
+	r.err = p.core.submit(c, p.core.chunkSize())
 	return r
 }
 
-func mapCall[A, R any](f Func[A, R], args []A, out []R) *call {
+func mapCall[A, R any](f Func[A, R], args []A, out []R) (*call, error) {
 	argc, resc := codec.For[A](), codec.For[R]()
-	c := newCall(f.e, len(args))
-	c.enc = func(dst []byte, i int) ([]byte, error) { return argc.Append(dst, args[i]) }
+	enc, err := encodeArgs(f.e, len(args), func(dst []byte, i int) ([]byte, error) { return argc.Append(dst, args[i]) })
+	if err != nil {
+		return nil, err
+	}
+	c := newCall(f.e, enc)
 	c.dec = func(i int, b []byte) error { return resc.Decode(b, &out[i]) }
-	return c
+	return c, nil
 }
 
 // Apply runs f(arg) in a worker and waits for its result. If ctx ends
@@ -172,11 +184,15 @@ func imap[A, R any](ctx context.Context, p *Pool, f Func[A, R], args []A, ordere
 		}
 		out := make([]R, len(args))
 		ch := make(chan itemResult[R], len(args))
-		c := mapCall(f, args, out)
+		c, err := mapCall(f, args, out)
+		if err != nil {
+			yield(zero, err)
+			return
+		}
 		c.each = func(i int, err error) {
 			ch <- itemResult[R]{i: i, v: out[i], err: err}
 		}
-		if err := p.submit(c, p.chunkSize()); err != nil {
+		if err := p.core.submit(c, p.core.chunkSize()); err != nil {
 			yield(zero, err)
 			return
 		}

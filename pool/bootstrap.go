@@ -1,7 +1,6 @@
 package pool
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -17,15 +16,19 @@ import (
 const envWorker = "MPROC_WORKER"
 
 // readyTimeout bounds the start-up handshake: a child that has not said
-// "ready" by then never reached Init.
-const readyTimeout = time.Second
+// "ready" by then is taken to hang before Init. A child whose main lacks
+// Init exits, and that is noticed at once; the bound only matters for a
+// hung one, so it leaves room for a loaded machine.
+const readyTimeout = 5 * time.Second
 
-// Exit codes of a worker process.
+// Exit codes of a worker process. The Go runtime exits with 2 on a fatal
+// error or an unrecovered panic, so the library's own codes stay clear of
+// it.
 const (
 	exitOK         = 0
-	exitTaskFailed = 1 // Process: the function returned an error or panicked
-	exitProtocol   = 2 // broken set-up or message from the parent
-	exitParentGone = 3 // the control socket reached EOF: the parent died
+	exitTaskFailed = 1  // Process: the function returned an error or panicked
+	exitProtocol   = 86 // broken set-up or message from the parent
+	exitParentGone = 87 // the control socket reached EOF: the parent died
 )
 
 var initCalled atomic.Bool
@@ -56,14 +59,11 @@ func checkCanSpawn() error {
 	if _, ok := os.LookupEnv(envWorker); ok {
 		return ErrInWorker
 	}
-	if !initCalled.Load() && !skipInitCheck {
+	if !initCalled.Load() {
 		return ErrNoInit
 	}
 	return nil
 }
-
-// skipInitCheck lets a test exercise the handshake deadline.
-var skipInitCheck bool
 
 // Control-socket operations: the first byte of every control message.
 const (
@@ -71,7 +71,8 @@ const (
 	opReady       = 'R' // child: handshake done
 	opFailed      = 'E' // child: start-up failed, text follows
 	opFetch       = 'F' // child: send me segment <id u64>
-	opFetchReply  = 'f' // parent: 0 + SCM_RIGHTS fd, or 1 + error text
+	opFetchReply  = 'f' // parent: <id u64> 0 + SCM_RIGHTS fd, or <id u64> 1 + error text
+	opRelease     = 'D' // parent: segment <id u64> was closed, drop it
 	opTask        = 'T' // parent (Process): one task message
 	opResult      = 'r' // child (Process): its result message
 	ctlMaxMessage = 1 << 16
@@ -120,16 +121,23 @@ type child struct {
 	ctlDone chan struct{} // closed when the control socket reached EOF
 	started time.Time
 	once    sync.Once
+
+	// releases is the worker's link (nil for a Process), whose control
+	// page counts the segment releases posted to the child.
+	releases *shmLink
+	// served holds the ids of the segments this child fetched and may
+	// still map; guarded by liveChildren.mu.
+	served map[uint64]struct{}
 }
 
 // spawnChild re-executes this binary as a worker with the given set-up and
 // waits (at most readyTimeout) for its handshake. cpu < 0: no pinning.
-// extra files are passed after the control socket (fd 4, 5, ...).
-func spawnChild(ctx context.Context, s setup, cpu int, extra []*os.File) (*child, error) {
+// l is the worker's link, nil for a Process.
+func spawnChild(s setup, cpu int, l *shmLink) (*child, error) {
 	if err := checkCanSpawn(); err != nil {
 		return nil, err
 	}
-	c, err := startChild(s, cpu, extra)
+	c, err := startChild(s, cpu, l)
 	if err != nil {
 		return nil, err
 	}
@@ -152,13 +160,10 @@ func spawnChild(ctx context.Context, s setup, cpu int, extra []*os.File) (*child
 		}
 	case <-t.C:
 		err = fmt.Errorf("%w (worker %d did not answer within %v)", ErrNoInit, c.pid, readyTimeout)
-	case <-ctx.Done():
-		err = ctx.Err()
 	}
 	if err != nil {
 		c.kill()
-		<-c.exited
-		c.ctl.close()
+		c.reap()
 		return nil, err
 	}
 	return c, nil
@@ -178,7 +183,10 @@ func (c *child) reap() error {
 	case <-time.After(time.Second):
 		// A grandchild inherited the socket? Do not hang on it.
 	}
-	c.once.Do(func() { c.ctl.close() })
+	c.once.Do(func() {
+		forgetChild(c)
+		c.ctl.close()
+	})
 	return c.waitErr
 }
 

@@ -113,8 +113,8 @@ func socketpair(typ int) (*os.File, *os.File, error) {
 }
 
 // startChild starts the worker process and its watchers; spawnChild then
-// waits for the handshake.
-func startChild(s setup, cpu int, extra []*os.File) (*child, error) {
+// waits for the handshake. l is the worker's link (nil for a Process).
+func startChild(s setup, cpu int, l *shmLink) (*child, error) {
 	pf, cf, err := socketpair(unix.SOCK_SEQPACKET)
 	if err != nil {
 		return nil, err
@@ -132,7 +132,7 @@ func startChild(s setup, cpu int, extra []*os.File) (*child, error) {
 		Env:        append(os.Environ(), envWorker+"=1"),
 		Stdout:     os.Stdout,
 		Stderr:     os.Stderr,
-		ExtraFiles: append([]*os.File{cf}, extra...),
+		ExtraFiles: []*os.File{cf},
 		// The kernel kills the worker when the thread that forked it
 		// dies (prctl(2) PR_SET_PDEATHSIG). StartPinned forks from a
 		// thread it then returns to the runtime's pool; that thread lives
@@ -155,15 +155,17 @@ func startChild(s setup, cpu int, extra []*os.File) (*child, error) {
 		return nil, fmt.Errorf("start worker: %w", err)
 	}
 	c := &child{
-		cmd:     cmd,
-		pid:     cmd.Process.Pid,
-		ctl:     ctl,
-		exited:  make(chan struct{}),
-		ready:   make(chan error, 1),
-		results: make(chan []byte, 1),
-		ctlDone: make(chan struct{}),
-		started: time.Now(),
+		cmd:      cmd,
+		pid:      cmd.Process.Pid,
+		ctl:      ctl,
+		exited:   make(chan struct{}),
+		ready:    make(chan error, 1),
+		results:  make(chan []byte, 1),
+		ctlDone:  make(chan struct{}),
+		started:  time.Now(),
+		releases: l,
 	}
+	rememberChild(c)
 	go func() {
 		c.waitErr = cmd.Wait()
 		close(c.exited)
@@ -179,7 +181,9 @@ func startChild(s setup, cpu int, extra []*os.File) (*child, error) {
 
 // serveCtl reads the child's control messages until EOF: the handshake,
 // segment requests (answered from this process's shm registry, with the
-// memfd passed by SCM_RIGHTS) and a Process's result.
+// memfd passed by SCM_RIGHTS) and a Process's result. A child that sends
+// more than one answer of a kind is broken; the extras are dropped, so
+// this reader never blocks.
 func (c *child) serveCtl() {
 	defer close(c.ctlDone)
 	buf := make([]byte, ctlMaxMessage)
@@ -191,28 +195,37 @@ func (c *child) serveCtl() {
 		if err != nil || len(msg) == 0 {
 			return
 		}
+		var answer error
 		switch msg[0] {
 		case opReady:
-			c.ready <- nil
 		case opFailed:
-			c.ready <- fmt.Errorf("pool: worker %d start-up: %s", c.pid, msg[1:])
+			answer = fmt.Errorf("pool: worker %d start-up: %s", c.pid, truncateText(string(msg[1:]), maxText))
 		case opFetch:
 			c.serveFetch(msg[1:])
+			continue
 		case opResult:
 			select {
 			case c.results <- append([]byte(nil), msg[1:]...):
 			default:
 			}
+			continue
+		default:
+			continue
+		}
+		select {
+		case c.ready <- answer:
+		default:
 		}
 	}
 }
 
 func (c *child) serveFetch(b []byte) {
 	if len(b) != 8 {
-		c.ctl.send([]byte{opFetchReply, 1, 'b', 'a', 'd'}, nil)
+		c.ctl.send([]byte{opFetchReply, 0, 0, 0, 0, 0, 0, 0, 0, 1, 'b', 'a', 'd'}, nil)
 		return
 	}
 	id := binary.LittleEndian.Uint64(b)
+	reply := binary.LittleEndian.AppendUint64([]byte{opFetchReply}, id)
 	seg, err := shm.Lookup(id)
 	var f *os.File
 	if err == nil {
@@ -220,14 +233,20 @@ func (c *child) serveFetch(b []byte) {
 			err = os.ErrClosed
 		}
 	}
+	if err == nil {
+		err = c.ctl.send(append(reply, 0), f)
+	}
 	if err != nil {
-		c.ctl.send(append([]byte{opFetchReply, 1}, err.Error()...), nil)
+		// Closed while being fetched: the worker gets an error, not a hang.
+		c.ctl.send(append(append(reply, 1), err.Error()...), nil)
 		return
 	}
-	if err := c.ctl.send([]byte{opFetchReply, 0}, f); err != nil {
-		// Closed while being fetched: the worker gets an error, not a hang.
-		c.ctl.send(append([]byte{opFetchReply, 1}, err.Error()...), nil)
-	}
+	served(c, id, seg)
+}
+
+// sendRelease tells the child to drop segment id.
+func (c *child) sendRelease(id uint64) error {
+	return c.ctl.send(binary.LittleEndian.AppendUint64([]byte{opRelease}, id), nil)
 }
 
 // exitSignal returns the signal that killed the process, or nil.
@@ -238,15 +257,20 @@ func exitSignal(ee *exec.ExitError) os.Signal {
 	return nil
 }
 
+// fetchTimeout bounds a worker's wait for a segment from its parent.
+const fetchTimeout = 10 * time.Second
+
 // workerSide is the worker's end of its control socket.
 type workerSide struct {
-	ctl     *ctlConn
-	fetchMu sync.Mutex
-	replies chan fetchReply
-	tasks   chan []byte
+	ctl      *ctlConn
+	fetchMu  sync.Mutex
+	replies  chan fetchReply // buffered 1; a reply nobody waits for is dropped
+	tasks    chan []byte
+	releases releaser
 }
 
 type fetchReply struct {
+	id  uint64
 	f   *os.File
 	err error
 }
@@ -268,7 +292,7 @@ func workerMain(string) int {
 		fmt.Fprintln(os.Stderr, "mproc worker:", err)
 		return exitProtocol
 	}
-	w := &workerSide{ctl: ctl, replies: make(chan fetchReply), tasks: make(chan []byte, 1)}
+	w := &workerSide{ctl: ctl, replies: make(chan fetchReply, 1), tasks: make(chan []byte, 1)}
 	go w.readCtl(buf)
 	fdpass.Fetch = w.fetch
 
@@ -282,7 +306,8 @@ func workerMain(string) int {
 			return exitProtocol
 		}
 		budget := -1
-		out, _ := runTasks(nil, h, body, &budget)
+		w.releases.begin()
+		out, _, _ := runTasks(nil, h, body, &budget, nil, nil)
 		verdict, ok := processVerdict([]byte{opResult}, out)
 		if err := ctl.send(verdict, nil); err != nil {
 			return exitParentGone
@@ -293,7 +318,7 @@ func workerMain(string) int {
 		return exitTaskFailed
 	}
 
-	l, err := openLink(s.transport, ctlFD+1)
+	l, err := openShmLink(s.transport)
 	if err == nil && s.initializer != "" {
 		err = runInitializer(s.initializer)
 	}
@@ -301,10 +326,12 @@ func workerMain(string) int {
 		ctl.send(append([]byte{opFailed}, err.Error()...), nil)
 		return exitProtocol
 	}
+	w.releases.posted = &l.ctl.releases
 	if err := ctl.send([]byte{opReady}, nil); err != nil {
 		return exitParentGone
 	}
-	if err := serve(context.Background(), l, s.maxTasks); err != nil {
+	if err := serve(context.Background(), l, s.maxTasks, &w.releases); err != nil {
+		fmt.Fprintln(os.Stderr, "mproc worker:", err)
 		return exitProtocol
 	}
 	return exitOK
@@ -319,18 +346,29 @@ func (w *workerSide) readCtl(buf []byte) {
 		if err != nil || len(msg) == 0 {
 			os.Exit(exitParentGone)
 		}
-		switch msg[0] {
-		case opFetchReply:
-			r := fetchReply{f: f}
-			if msg[1] != 0 || f == nil {
+		switch {
+		case msg[0] == opFetchReply && len(msg) >= 10:
+			r := fetchReply{id: binary.LittleEndian.Uint64(msg[1:]), f: f}
+			if msg[9] != 0 || f == nil {
 				if f != nil {
 					f.Close()
 				}
-				r = fetchReply{err: errors.New(string(msg[2:]))}
+				r = fetchReply{id: r.id, err: errors.New(string(msg[10:]))}
 			}
-			w.replies <- r
-		case opTask:
-			w.tasks <- append([]byte(nil), msg[1:]...)
+			select {
+			case w.replies <- r:
+			default: // nobody is waiting for it any more
+				if r.f != nil {
+					r.f.Close()
+				}
+			}
+		case msg[0] == opRelease && len(msg) == 9:
+			w.releases.post(binary.LittleEndian.Uint64(msg[1:]))
+		case msg[0] == opTask:
+			select {
+			case w.tasks <- append([]byte(nil), msg[1:]...):
+			default:
+			}
 		default:
 			if f != nil {
 				f.Close()
@@ -347,25 +385,20 @@ func (w *workerSide) fetch(id uint64) (*os.File, error) {
 	if err := w.ctl.send(req, nil); err != nil {
 		return nil, err
 	}
-	r := <-w.replies
-	return r.f, r.err
-}
-
-// sockTransport connects parent and worker with a socketpair(AF_UNIX,
-// SOCK_STREAM).
-type sockTransport struct{}
-
-func (sockTransport) pair(int) (link, []*os.File, string, error) {
-	pf, cf, err := socketpair(unix.SOCK_STREAM)
-	if err != nil {
-		return nil, nil, "", err
+	t := time.NewTimer(fetchTimeout)
+	defer t.Stop()
+	for {
+		select {
+		case r := <-w.replies:
+			if r.id != id { // a late answer to an earlier fetch
+				if r.f != nil {
+					r.f.Close()
+				}
+				continue
+			}
+			return r.f, r.err
+		case <-t.C:
+			return nil, fmt.Errorf("pool: the parent did not send segment %#x within %v", id, fetchTimeout)
+		}
 	}
-	l, err := newSockLink(pf)
-	if err != nil {
-		cf.Close()
-		return nil, nil, "", err
-	}
-	return l, []*os.File{cf}, "sock", nil
 }
-
-func defaultTransport() transport { return newShmTransport() }

@@ -16,7 +16,9 @@ type ctlConn struct{}
 func (*ctlConn) send([]byte, *os.File) error { return errUnsupported }
 func (*ctlConn) close() error                { return nil }
 
-func startChild(setup, int, []*os.File) (*child, error) { return nil, errUnsupported }
+func startChild(setup, int, *shmLink) (*child, error) { return nil, errUnsupported }
+
+func (*child) sendRelease(uint64) error { return errUnsupported }
 
 func workerMain(string) int {
 	fmt.Fprintln(os.Stderr, "mproc worker:", errUnsupported)
@@ -24,11 +26,3 @@ func workerMain(string) int {
 }
 
 func exitSignal(*exec.ExitError) os.Signal { return nil }
-
-type unsupportedTransport struct{}
-
-func (unsupportedTransport) pair(int) (link, []*os.File, string, error) {
-	return nil, nil, "", errUnsupported
-}
-
-func defaultTransport() transport { return unsupportedTransport{} }

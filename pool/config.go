@@ -51,9 +51,6 @@ type Config struct {
 	// uses a fixed len(args)/(4×Workers) instead; set it to get that.
 	// Chunks never hold more than 4096 tasks: a larger ChunkSize means 4096.
 	ChunkSize int
-
-	// transport carries tasks and results; nil means the default.
-	transport transport
 }
 
 func (c *Config) withDefaults() (Config, error) {
@@ -74,9 +71,6 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if cfg.Initializer != "" && !registered(cfg.Initializer) {
 		return cfg, fmt.Errorf("pool: Config.Initializer: %w: %q", ErrUnknownFunc, cfg.Initializer)
-	}
-	if cfg.transport == nil {
-		cfg.transport = defaultTransport()
 	}
 	return cfg, nil
 }

@@ -39,6 +39,11 @@ var (
 	// ErrTerminated is returned for tasks that were pending or running when
 	// Terminate was called.
 	ErrTerminated = errors.New("pool: terminated")
+
+	// ErrTooLarge is returned (inside a *TaskError naming the item) when one
+	// argument or result encodes to more than 64 MiB. Put bulk data in an
+	// shm.Array and pass the handle instead.
+	ErrTooLarge = errors.New("pool: value too large for a message")
 )
 
 // ErrClosed is returned when submitting to a pool after Close or
@@ -53,13 +58,18 @@ var ErrClosed = os.ErrClosed
 type TaskError struct {
 	Func  string // registered name of the function
 	Index int    // index of the task in its Map/Imap call (0 for Apply)
-	Pid   int    // pid of the worker that ran it
+	Pid   int    // pid of the worker that ran it (0 if none did)
+	Node  string // the machine of that worker; "" for this one
 	Stack string // the worker goroutine's stack when it panicked, else ""
 	Err   error
 }
 
 func (e *TaskError) Error() string {
-	s := fmt.Sprintf("pool: task %d (%s) in worker %d: %v", e.Index, e.Func, e.Pid, e.Err)
+	where := ""
+	if e.Pid != 0 {
+		where = " in worker " + workerID{Node: e.Node, Pid: e.Pid}.String()
+	}
+	s := fmt.Sprintf("pool: task %d (%s)%s: %v", e.Index, e.Func, where, e.Err)
 	if e.Stack != "" {
 		s += "\n" + e.Stack
 	}
@@ -69,35 +79,62 @@ func (e *TaskError) Error() string {
 func (e *TaskError) Unwrap() error { return e.Err }
 
 // WorkerError reports a worker that died (killed by a signal or exited)
-// while it ran the task, after the task's retries were used up. Err is the
-// *exec.ExitError from waiting for the worker, when there is one.
+// while it ran the task, after the task's retries were used up. For a
+// worker on this machine Err is the *exec.ExitError from waiting for it,
+// and Signal and Code describe the exit; another backend fills Node and
+// gives its own Err.
 type WorkerError struct {
 	Func   string
 	Index  int
 	Pid    int
-	Signal os.Signal     // signal that killed the worker, nil if it exited
-	Code   int           // exit code, -1 if killed by a signal
+	Node   string        // the worker's machine; "" for this one
+	Signal os.Signal     // signal that killed the worker, nil if it exited or is unknown
+	Code   int           // exit code, -1 if killed by a signal or unknown
 	After  time.Duration // how long the task's last attempt had been running
 	Err    error
 }
 
 func (e *WorkerError) Error() string {
-	how := fmt.Sprintf("exited with code %d", e.Code)
-	if e.Signal != nil {
+	var how string
+	switch {
+	case e.Signal != nil:
 		how = "killed by signal " + e.Signal.String()
+	case e.Code >= 0:
+		how = fmt.Sprintf("exited with code %d", e.Code)
+		if why := exitReason(e.Code); why != "" {
+			how += " (" + why + ")"
+		}
+	case e.Err != nil:
+		how = "was lost: " + e.Err.Error()
+	default:
+		how = "was lost"
 	}
-	return fmt.Sprintf("pool: worker %d %s while running task %d (%s)", e.Pid, how, e.Index, e.Func)
+	return fmt.Sprintf("pool: worker %s %s while running task %d (%s)", workerID{Node: e.Node, Pid: e.Pid}, how, e.Index, e.Func)
 }
 
 func (e *WorkerError) Unwrap() error { return e.Err }
 
-// newWorkerError fills Signal and Code from err (normally *exec.ExitError).
-func newWorkerError(pid int, err error) *WorkerError {
-	we := &WorkerError{Pid: pid, Code: -1, Err: err}
+// newWorkerError fills Signal and Code from err when it is an
+// *exec.ExitError.
+func newWorkerError(id workerID, err error) *WorkerError {
+	we := &WorkerError{Pid: id.Pid, Node: id.Node, Code: -1, Err: err}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		we.Code = ee.ExitCode()
 		we.Signal = exitSignal(ee)
 	}
 	return we
+}
+
+// exitReason explains the exit codes that say something about a worker.
+func exitReason(code int) string {
+	switch code {
+	case 2:
+		return "a Go runtime fatal error or a panic outside any task: see the worker's stderr"
+	case exitProtocol:
+		return "the worker found its set-up or a message from the parent broken"
+	case exitParentGone:
+		return "the worker lost its parent"
+	}
+	return ""
 }

@@ -1,7 +1,6 @@
 package pool
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"slices"
@@ -9,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mproc/mproc/internal/codec"
 	"github.com/mproc/mproc/internal/cpus"
 )
 
@@ -188,26 +188,70 @@ func TestJoinContext(t *testing.T) {
 	}
 }
 
+// rawInts encodes 0..n-1 as call arguments.
+func rawInts(tb testing.TB, n int) *encoded {
+	tb.Helper()
+	argc := codec.For[int]()
+	a, err := encodeArgs(cube.e, n, func(dst []byte, i int) ([]byte, error) { return argc.Append(dst, i) })
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return a
+}
+
 // FuzzResultMessage feeds hostile bytes to the worker loop and to the
-// parent's result parsing: errors, never a panic.
+// parent's result parsing: never a panic, the worker answers with at most
+// the items it was given, and the parent hands each item of the chunk to
+// its call at most once, in order, with exactly the bytes the message held.
 func FuzzResultMessage(f *testing.F) {
-	msg, _ := encodeTask(nil, cube.e, 1, 0, 2, func(dst []byte, i int) ([]byte, error) {
-		return append(dst, 1, 0, 0, 0, 0, 0, 0, 0), nil
-	})
-	f.Add(msg)
-	f.Add([]byte{kindResult, 0, 5, 0})
+	f.Add(encodeTask(nil, cube.e, 1, rawInts(f, 3), 0, 3))
+	res := appendHeader(nil, msgHeader{kind: kindResult, count: 3, job: 1})
+	for i := range 3 {
+		res = append(res, stOK)
+		var at int
+		res, at = beginItem(res)
+		res = endItem(append(res, byte(i), 0, 0, 0, 0, 0, 0, 0), at)
+	}
+	f.Add(res)
+	f.Add(append(res[:len(res)-9:len(res)-9], stErr, 2, 0, 0, 0, 'n', 'o'))
+	f.Add([]byte{kindResult, flagPartial, 5, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if h, body, err := parseHeader(b); err == nil {
-			budget := -1
-			runTasks(nil, h, body, &budget)
-			c := newCall(cube.e, 3)
-			c.dec = func(int, []byte) error { return nil }
-			w := &worker{p: &Pool{}}
-			w.deliver(&chunk{c: c, lo: 0, hi: 3}, h.count, body, 1)
+		h, body, err := parseHeader(b)
+		if err != nil {
+			return
 		}
-		parsePanic(b)
-		decodeSetup(b)
-		_ = bytes.Clone(b)
+		budget := -1
+		out, _, _ := runTasks(nil, h, body, &budget, nil, nil)
+		if oh, _, err := parseHeader(out); err != nil || oh.count > h.count || oh.job != h.job {
+			t.Fatalf("runTasks answered %+v (%v) to %+v", oh, err, h)
+		}
+
+		const n = 3
+		var got []int
+		c := newCall(cube.e, rawInts(t, n))
+		c.dec = func(i int, item []byte) error {
+			if len(item) != 8 {
+				return errors.New("bad size")
+			}
+			return nil
+		}
+		c.each = func(i int, err error) { got = append(got, i) }
+		w := &slot{p: &core{}}
+		ch := &chunk{c: c, args: c.args, lo: 0, hi: n}
+		rest, ok := w.deliver(ch, h, body, workerID{Pid: 1})
+		for k, i := range got {
+			if i != k {
+				t.Fatalf("delivered items %v, want 0, 1, ... in order", got)
+			}
+		}
+		switch {
+		case rest == nil && ok && len(got) != n:
+			t.Fatalf("complete with %d of %d items", len(got), n)
+		case rest != nil && rest.lo != len(got):
+			t.Fatalf("rest starts at %d after %d delivered items", rest.lo, len(got))
+		case h.count > n && ok:
+			t.Fatalf("a result of %d items for a chunk of %d accepted", h.count, n)
+		}
 	})
 }
 
@@ -274,9 +318,9 @@ func TestImapCallFails(t *testing.T) {
 // snapshot of the queue (a retiring worker's skipped items, a settle that
 // raced the state change) must fail its call, not wait in the queue.
 func TestRequeueAfterTerminate(t *testing.T) {
-	p := &Pool{state: stateTerminated}
-	c := newCall(cube.e, 2)
-	p.requeue(&chunk{c: c, lo: 1, hi: 2})
+	p := &core{state: stateTerminated}
+	c := newCall(cube.e, rawInts(t, 2))
+	p.requeue(&chunk{c: c, args: c.args, lo: 1, hi: 2})
 	select {
 	case <-c.done:
 	default:

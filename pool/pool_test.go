@@ -386,23 +386,36 @@ func TestRefuseInWorker(t *testing.T) {
 	}
 }
 
+// sizedArgs makes n encoded arguments of size bytes each, sharing one
+// buffer (only their ends matter to the chunker).
+func sizedArgs(n, size int) *encoded {
+	a := &encoded{buf: make([]byte, size), ends: make([]int, n)}
+	for i := range a.ends {
+		a.ends[i] = (i + 1) * size
+	}
+	return a
+}
+
 func TestChunkSizes(t *testing.T) {
 	tests := []struct {
 		name             string
 		n, size, workers int
+		itemBytes        int
 		want             []int // chunk lengths
 	}{
-		{"fixed size, remainder last", 10, 4, 2, []int{4, 4, 2}},
-		{"guided shrinks to single tasks", 20, 0, 2, []int{5, 3, 3, 2, 1, 1, 1, 1, 1, 1, 1}},
-		{"guided with fewer items than workers", 3, 0, 4, []int{1, 1, 1}},
-		{"no items", 0, 0, 2, nil},
-		{"fixed size over maxChunk is capped", 10000, 100000, 2, []int{4096, 4096, 1808}},
+		{"fixed size, remainder last", 10, 4, 2, 8, []int{4, 4, 2}},
+		{"guided shrinks to single tasks", 20, 0, 2, 8, []int{5, 3, 3, 2, 1, 1, 1, 1, 1, 1, 1}},
+		{"guided with fewer items than workers", 3, 0, 4, 8, []int{1, 1, 1}},
+		{"no items", 0, 0, 2, 8, nil},
+		{"fixed size over maxChunk is capped", 10000, 100000, 2, 8, []int{4096, 4096, 1808}},
+		{"fixed size cut by bytes", 10, 10, 2, 1 << 20, []int{4, 4, 2}},
+		{"an item over softMessage travels alone", 3, 0, 1, softMessage + 1, []int{1, 1, 1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var got []int
 			next := 0
-			for lo, n := range chunkSizes(tt.n, tt.size, tt.workers) {
+			for lo, n := range chunkSizes(sizedArgs(tt.n, tt.itemBytes), tt.size, tt.workers) {
 				if lo != next {
 					t.Fatalf("chunk starts at %d, want %d (contiguous)", lo, next)
 				}
@@ -416,7 +429,7 @@ func TestChunkSizes(t *testing.T) {
 	}
 	// A large guided call is batched into few messages, none over maxChunk.
 	count := 0
-	for _, n := range chunkSizes(1_000_000, 0, 2) {
+	for _, n := range chunkSizes(sizedArgs(1_000_000, 8), 0, 2) {
 		if n > maxChunk {
 			t.Fatalf("chunk of %d items, over maxChunk %d", n, maxChunk)
 		}

@@ -1,7 +1,6 @@
 package pool
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -22,8 +21,8 @@ type Process struct {
 }
 
 // Start runs f(arg) in a new child process and returns once the child is
-// running (at most about a second: a child that never reaches Init is
-// reported as ErrNoInit). arg may hold shm.Array and ipc.Queue handles: the
+// running (a child whose main lacks Init is reported as ErrNoInit when it
+// exits, one that hangs before Init after 5 s). arg may hold shm.Array and ipc.Queue handles: the
 // child attaches their segments on first use. The encoded argument must fit
 // in 64 KiB; pass larger data in an shm.Array.
 func Start[A, R any](f Func[A, R], arg A) (*Process, error) {
@@ -31,16 +30,15 @@ func Start[A, R any](f Func[A, R], arg A) (*Process, error) {
 		return nil, errors.New("pool: Start with a zero Func")
 	}
 	argc := codec.For[A]()
-	msg, err := encodeTask([]byte{opTask}, f.e, 0, 0, 1, func(dst []byte, _ int) ([]byte, error) {
-		return argc.Append(dst, arg)
-	})
+	args, err := encodeArgs(f.e, 1, func(dst []byte, _ int) ([]byte, error) { return argc.Append(dst, arg) })
 	if err != nil {
 		return nil, err
 	}
+	msg := encodeTask([]byte{opTask}, f.e, 0, args, 0, 1)
 	if len(msg) > ctlMaxMessage {
 		return nil, fmt.Errorf("pool: Start: argument encodes to %d bytes, over the %d-byte limit; pass bulk data in an shm.Array", len(msg), ctlMaxMessage-hdrLen-1)
 	}
-	c, err := spawnChild(context.Background(), setup{process: true}, -1, nil)
+	c, err := spawnChild(setup{process: true}, -1, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -73,7 +71,7 @@ func (p *Process) Wait() error {
 		default:
 		}
 		if werr != nil {
-			we := newWorkerError(p.c.pid, werr)
+			we := newWorkerError(workerID{Pid: p.c.pid}, werr)
 			we.Func = p.name
 			p.err = we
 		}
@@ -107,7 +105,7 @@ func processResult(msg []byte, name string, pid int) error {
 	if err != nil {
 		return nil
 	}
-	return itemError(st, item, name, 0, pid)
+	return itemError(st, item, name, 0, workerID{Pid: pid})
 }
 
 // processVerdict appends to dst what a Process's child reports to its

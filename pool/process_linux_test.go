@@ -143,16 +143,6 @@ func TestProcessArgumentTooLarge(t *testing.T) {
 	}
 }
 
-// TestSocketTransport runs the pool core over the stream-socket transport,
-// which proves the core does not depend on the shared-memory rings.
-func TestSocketTransport(t *testing.T) {
-	p := mustPool(t, &Config{Workers: 2, NoPin: true, transport: sockTransport{}})
-	mapCubes(t, p, 1000)
-	if err := p.Close(); err != nil {
-		t.Fatal(err)
-	}
-}
-
 var (
 	bigResult = Register("test.bigresult", func(n int) ([]byte, error) { return make([]byte, n), nil })
 	bigError  = Register("test.bigerror", func(n int) (int, error) { return 0, errors.New(strings.Repeat("e", n)) })

@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"reflect"
@@ -80,7 +81,11 @@ func Register[A, R any](name string, fn func(A) (R, error)) Func[A, R] {
 			if err != nil {
 				return dst, err
 			}
-			return resc.Append(dst, r)
+			out, err := resc.Append(dst, r)
+			if errors.Is(err, codec.ErrTooLarge) {
+				return dst, errResultTooLarge
+			}
+			return out, err
 		},
 	}
 	e.zero = func() error {
@@ -105,18 +110,24 @@ func Register[A, R any](name string, fn func(A) (R, error)) Func[A, R] {
 	return Func[A, R]{e: e}
 }
 
-// lookup finds the function a task names and checks its types.
-func lookup(name string, sig uint64) (*entry, error) {
+// errResultTooLarge is what entry.call returns for a result over the
+// codec's limit; the worker reports it as stTooLarge.
+var errResultTooLarge = errors.New("pool: result too large")
+
+// lookup finds the function a task names and checks its types. When it
+// cannot run the task it returns the item status to report and the detail
+// the parent adds to the status's sentinel.
+func lookup(name string, sig uint64) (e *entry, status uint8, detail string) {
 	registry.mu.Lock()
-	e := registry.byName[name]
+	e = registry.byName[name]
 	registry.mu.Unlock()
 	switch {
 	case e == nil:
-		return nil, fmt.Errorf("%w: %q", ErrUnknownFunc, name)
+		return nil, stUnknown, ""
 	case e.sig != sig:
-		return nil, fmt.Errorf("%w: %q is %s here", ErrFuncMismatch, name, e.types)
+		return nil, stMismatch, fmt.Sprintf("%q is %s in the worker", name, e.types)
 	}
-	return e, nil
+	return e, stOK, ""
 }
 
 func closeRegistry() {

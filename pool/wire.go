@@ -21,18 +21,22 @@ import (
 //	kind u8 | flags u8 | count u16 | first u32 | job u64 | busy ns u64 |
 //	count × (status u8 | len u32 | bytes)
 //
-// first is the index, within the call, of the chunk's first item; it
-// travels only for error messages. count is a u16, so the parent never
-// puts more than maxChunk items in one task. A result message may report
-// fewer items than its task had only with flagRetire: the rest were skipped
-// because the worker is retiring (after a panic or at MaxTasksPerWorker)
-// and are run elsewhere. A short result without the flag is a broken peer.
+// first is the index, within the call, of the message's first item. count
+// is a u16, so the parent never puts more than maxChunk items in one task.
+// Results of one task message arrive in order, in one result message or,
+// when they would pass softMessage, in several: all but the last carry
+// flagPartial. The last may report fewer items than remain only with
+// flagRetire (the worker is retiring after a panic or at
+// MaxTasksPerWorker; the rest run elsewhere) or flagAborted (the parent
+// asked to skip the rest). A short result without either is a broken peer.
 const (
 	kindTask   = 1
 	kindResult = 2
 	kindStop   = 3 // parent to worker: exit cleanly
 
-	flagRetire = 1 // result: this worker exits after this message
+	flagRetire  = 1 // result: this worker exits after this message
+	flagPartial = 2 // result: more results of this task message follow
+	flagAborted = 4 // result: the items not reported were skipped on request
 
 	hdrLen = 24
 )
@@ -44,6 +48,7 @@ const (
 	stPanic    = 2 // bytes: len u32 | panic text | stack
 	stUnknown  = 3 // bytes: error text (ErrUnknownFunc)
 	stMismatch = 4 // bytes: error text (ErrFuncMismatch)
+	stTooLarge = 5 // bytes: error text (ErrTooLarge): the result was over maxValue
 )
 
 var errShortMsg = errors.New("pool: truncated message from peer")
@@ -121,9 +126,13 @@ func nextItem(b []byte) (item, rest []byte, err error) {
 	return b[4 : 4+n], b[4+n:], nil
 }
 
-// appendPanic encodes a recovered panic value and stack as a stPanic item body.
+// appendPanic encodes a recovered panic value and stack as a stPanic item
+// body, each cut to maxText.
 func appendPanic(dst []byte, v any, stack []byte) []byte {
-	msg := fmt.Sprint(v)
+	msg := truncateText(fmt.Sprint(v), maxText)
+	if len(stack) > maxText {
+		stack = stack[:maxText]
+	}
 	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(msg)))
 	dst = append(dst, msg...)
 	return append(dst, stack...)
@@ -140,30 +149,26 @@ func parsePanic(b []byte) (msg, stack string) {
 	return string(b[4 : 4+n]), string(b[4+n:])
 }
 
-// encodeTask appends a task message for items first..first+count-1 of a
-// call; enc appends the encoded argument of item i.
-func encodeTask(dst []byte, e *entry, job uint64, first, count int, enc func(dst []byte, i int) ([]byte, error)) ([]byte, error) {
-	if count > maxChunk {
+// encodeTask appends a task message for items lo..hi-1 of args.
+func encodeTask(dst []byte, e *entry, job uint64, args *encoded, lo, hi int) []byte {
+	if hi-lo > maxChunk {
 		panic("pool: invariant broken: a task message holds at most maxChunk items")
 	}
-	dst = appendHeader(dst, msgHeader{kind: kindTask, count: count, first: first, job: job, extra: e.sig})
+	dst = appendHeader(dst, msgHeader{kind: kindTask, count: hi - lo, first: lo, job: job, extra: e.sig})
 	dst = appendName(dst, e.name)
-	for i := first; i < first+count; i++ {
+	for i := lo; i < hi; i++ {
 		var at int
 		dst, at = beginItem(dst)
-		var err error
-		if dst, err = enc(dst, i); err != nil {
-			return dst, fmt.Errorf("encode argument %d: %w", i, err)
-		}
+		dst = append(dst, args.item(i)...)
 		dst = endItem(dst, at)
 	}
-	return dst, nil
+	return dst
 }
 
 // itemError turns a failed item's status and bytes into the caller's
 // error; nil for stOK.
-func itemError(status uint8, b []byte, name string, index, pid int) error {
-	te := &TaskError{Func: name, Index: index, Pid: pid}
+func itemError(status uint8, b []byte, name string, index int, id workerID) error {
+	te := &TaskError{Func: name, Index: index, Pid: id.Pid, Node: id.Node}
 	switch status {
 	case stOK:
 		return nil
@@ -174,6 +179,8 @@ func itemError(status uint8, b []byte, name string, index, pid int) error {
 		te.Err = fmt.Errorf("%w: %q", ErrUnknownFunc, name)
 	case stMismatch:
 		te.Err = fmt.Errorf("%w: %s", ErrFuncMismatch, b)
+	case stTooLarge:
+		te.Err = fmt.Errorf("%w: %s", ErrTooLarge, b)
 	default:
 		te.Err = errors.New(string(b))
 	}

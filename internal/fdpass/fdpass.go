@@ -10,3 +10,10 @@ import "os"
 // Fetch returns the memfd of the segment with the given id, or an error that
 // says why it cannot. Set once, before any task runs; read-only afterwards.
 var Fetch func(id uint64) (*os.File, error)
+
+// Closed, if set, is called by shm after a segment created in this process
+// is closed. Set once, at package initialisation.
+var Closed func(id uint64)
+
+// Release drops a segment that Lookup fetched. Set by shm.
+var Release func(id uint64) error

@@ -1,0 +1,207 @@
+package pool
+
+import (
+	"fmt"
+	"iter"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// call is one Apply or Map call: n items sharing a function, their
+// arguments encoded when the call is made.
+type call struct {
+	e    *entry
+	n    int
+	args *encoded
+	dec  func(i int, b []byte) error // stores item i's result
+	// each is called once per item that finishes (err nil or not), from a
+	// collector goroutine, unless the call is already finished.
+	each     func(i int, err error)
+	failFast bool
+	// onFinish, set by submit, runs once when the call finishes early
+	// (failed or cancelled) so workers stop running its items.
+	onFinish func(*call)
+
+	mu        sync.Mutex
+	remaining int
+	err       error
+	errIndex  int
+	reason    error // what cancel finished the call with, if it did
+	finished  atomic.Bool
+	done      chan struct{}
+}
+
+func newCall(e *entry, args *encoded) *call {
+	n := args.len()
+	return &call{e: e, n: n, args: args, remaining: n, errIndex: -1, done: make(chan struct{})}
+}
+
+// item records that item i finished with err.
+func (c *call) item(i int, err error) {
+	if c.finished.Load() {
+		return
+	}
+	if c.each != nil {
+		c.each(i, err)
+	}
+	c.mu.Lock()
+	if err != nil && (c.err == nil || i < c.errIndex) {
+		c.err, c.errIndex = err, i
+	}
+	c.remaining--
+	early := c.remaining > 0 && err != nil && c.failFast
+	finished := (c.remaining == 0 || early) && c.finishLocked()
+	c.mu.Unlock()
+	if finished && early && c.onFinish != nil {
+		c.onFinish(c)
+	}
+}
+
+// cancel finishes the call with err unless it finished already.
+func (c *call) cancel(err error) {
+	c.mu.Lock()
+	finished := false
+	if !c.finished.Load() {
+		if c.err == nil {
+			c.err = err
+		}
+		c.reason = err
+		finished = c.finishLocked()
+	}
+	c.mu.Unlock()
+	if finished && c.onFinish != nil {
+		c.onFinish(c)
+	}
+}
+
+// cancelled returns the error cancel finished the call with (or the
+// call's error); only valid once done is closed.
+func (c *call) cancelled() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.reason != nil {
+		return c.reason
+	}
+	if c.err != nil {
+		return c.err
+	}
+	return ErrTerminated // not reached: cancel always gives a reason
+}
+
+// finishLocked marks the call finished and releases what only running
+// items needed; it reports whether this call did it.
+func (c *call) finishLocked() bool {
+	if !c.finished.CompareAndSwap(false, true) {
+		return false
+	}
+	// The arguments are not needed any more, and the caller must not see
+	// them kept alive by a pool that outlives the call.
+	c.args = nil
+	close(c.done)
+	return true
+}
+
+// chunk is items lo..hi-1 of a call, sent as one task message.
+type chunk struct {
+	c        *call
+	args     *encoded // c.args when the chunk was made: c.args is dropped when c finishes
+	lo, hi   int
+	attempts int       // times a worker died running it
+	job      uint64    // set when a worker takes it; unique in the pool
+	seq      uint64    // the link's send count for its message, once sent
+	sent     bool      // its message went into the link
+	started  time.Time // when it became its worker's running chunk
+}
+
+// encoded holds the encoded arguments of a call back to back. Encoding at
+// submission makes the caller free to reuse its slice once ApplyAsync or
+// MapAsync returns, and tells the chunker each item's size.
+type encoded struct {
+	buf  []byte
+	ends []int // item i is buf[ends[i-1]:ends[i]]
+}
+
+func (a *encoded) len() int { return len(a.ends) }
+
+func (a *encoded) item(i int) []byte {
+	lo := 0
+	if i > 0 {
+		lo = a.ends[i-1]
+	}
+	return a.buf[lo:a.ends[i]]
+}
+
+// bytes returns the encoded size of items lo..hi-1.
+func (a *encoded) bytes(lo, hi int) int {
+	if hi <= lo {
+		return 0
+	}
+	start := 0
+	if lo > 0 {
+		start = a.ends[lo-1]
+	}
+	return a.ends[hi-1] - start
+}
+
+// fit returns how many of the k items from lo fit in limit bytes: at
+// least one.
+func (a *encoded) fit(lo, k, limit int) int {
+	n := 1
+	for n < k && a.bytes(lo, lo+n+1) <= limit {
+		n++
+	}
+	return n
+}
+
+// encodeArgs encodes n arguments with enc. An argument that fails to
+// encode, or encodes to more than maxValue bytes, fails the whole call: a
+// *TaskError with the item's index.
+func encodeArgs(e *entry, n int, enc func(dst []byte, i int) ([]byte, error)) (*encoded, error) {
+	a := &encoded{ends: make([]int, n)}
+	for i := range n {
+		start := len(a.buf)
+		var err error
+		if a.buf, err = enc(a.buf, i); err != nil {
+			return nil, &TaskError{Func: e.name, Index: i, Err: fmt.Errorf("encode argument: %w", err)}
+		}
+		if size := len(a.buf) - start; size > maxValue {
+			return nil, &TaskError{Func: e.name, Index: i, Err: fmt.Errorf("%w: argument encodes to %d bytes, over the %d-byte limit; pass bulk data in an shm.Array", ErrTooLarge, size, maxValue)}
+		}
+		a.ends[i] = len(a.buf)
+	}
+	return a, nil
+}
+
+// maxChunk bounds every chunk's item count. The wire format's item count is
+// a u16: a chunk must stay below 1<<16 items.
+const maxChunk = 4096
+
+// chunkSizes yields (first index, length) for the chunks of a call's
+// items, none over maxChunk items nor, unless it is a single item, over
+// softMessage bytes. A fixed size gives equal chunks (cut by bytes where
+// needed). Size 0 gives guided self-scheduling, as OpenMP's
+// schedule(guided): each chunk is the remaining items divided by twice the
+// worker count, so the first chunks are large (few messages for many tiny
+// tasks) and the last ones hold a single item (no worker is left with a
+// long tail while the others idle). Python's fixed n/(4×workers) can leave
+// one worker a whole chunk behind.
+func chunkSizes(args *encoded, size, workers int) iter.Seq2[int, int] {
+	n := args.len()
+	return func(yield func(int, int) bool) {
+		for lo := 0; lo < n; {
+			k := size
+			if k <= 0 {
+				k = min(maxChunk, max(1, (n-lo)/(2*max(workers, 1))))
+			}
+			k = min(k, maxChunk, n-lo)
+			if args.bytes(lo, lo+k) > softMessage {
+				k = args.fit(lo, k, softMessage)
+			}
+			if !yield(lo, k) {
+				return
+			}
+			lo += k
+		}
+	}
+}

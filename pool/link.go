@@ -1,0 +1,288 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"github.com/mproc/mproc/ipc"
+	"github.com/mproc/mproc/shm"
+)
+
+// link is one end of the duplex message channel between the parent and
+// one worker: task messages one way, result messages the other (wire.go).
+// A backend provides it with each proc; the pool core talks only to link,
+// so a remote worker plugs in without a change visible to users. Only one
+// goroutine calls send/trySend and only one calls recv at a time; peerGone
+// and the control methods may be called at any time.
+type link interface {
+	// send delivers one whole message, blocking while the channel is full.
+	send(ctx context.Context, msg []byte) error
+	// trySend delivers msg only if it can do so without waiting;
+	// otherwise it sends nothing and returns errWouldBlock.
+	trySend(msg []byte) error
+	// recv returns the next message, reusing buf's memory when it can.
+	// It returns os.ErrClosed once the channel is closed and drained, or
+	// an error if the peer died or broke the protocol.
+	recv(ctx context.Context, buf []byte) ([]byte, error)
+	// peerGone tells the parent's end that the worker has exited: recv
+	// returns what was committed, then an error, without waiting for a
+	// liveness timeout.
+	peerGone()
+
+	// Parent side: taken returns the job of the last task message the
+	// worker began (0 if none). It comes from the worker, so it is used
+	// only to decide whether a dead worker's chunk costs a retry.
+	taken() uint64
+	// abort asks the worker to skip the items it has not started of the
+	// task message sent as seq (the link's send count) carrying job.
+	abort(seq, job uint64)
+
+	// Worker side: begin records that the worker starts job; aborted
+	// reports whether the parent asked to skip the rest of job.
+	begin(job uint64)
+	aborted(job uint64) bool
+
+	// close releases this end; blocked calls return.
+	close() error
+}
+
+// errWouldBlock is returned by link.trySend when sending needs to wait.
+var errWouldBlock = errors.New("pool: link would block")
+
+// Message size limits. A value (one argument or result) encodes to at most
+// maxValue bytes, the codec's own limit. Messages aim at softMessage: a
+// chunk of many items is cut there by whoever encodes it, so one message
+// never holds more than softMessage bytes plus one value; maxMessage
+// bounds what a receiver reassembles from fragments, and so the memory a
+// broken peer can make it allocate.
+const (
+	maxValue    = 64 << 20
+	softMessage = 4 << 20
+	maxMessage  = maxValue + 1<<20
+	// maxText bounds error and panic texts a worker sends back.
+	maxText = 64 << 10
+)
+
+// The link's segment: a page of control words, then the task ring (the
+// parent is its only producer) and the result ring (the worker is its only
+// producer). A dead worker's segment is simply discarded; nothing it
+// half-wrote is ever delivered (see ipc.Ring).
+const (
+	ringCapacity = 1 << 20 // per direction: two in-flight task messages fit
+	pageSize     = 4096
+	controlMagic = 0x4b4e4c50 // "PLNK"
+)
+
+// linkControl is the control page at the start of a link's segment. Each
+// line has one writer: line 1 the worker, line 2 the parent. Values read
+// from the other side are hostile: they only steer retries and skipping,
+// never an index or a size.
+type linkControl struct {
+	magic atomic.Uint32
+	_     [60]byte
+
+	// takenJob is the job of the task message the worker began last.
+	takenJob atomic.Uint64
+	_        [56]byte
+
+	// abortJob[s%depth] holds the job of the task message sent as s when
+	// the parent asked to skip its rest. At most depth messages are in
+	// flight and their send counts are consecutive, so they never share
+	// a slot; jobs are never reused, so a stale entry matches nothing.
+	abortJob [depth]atomic.Uint64
+	// releases counts the segment releases the parent has posted on the
+	// worker's control socket (release.go).
+	releases atomic.Uint64
+}
+
+// shmLink is one end of a worker's link segment.
+type shmLink struct {
+	seg     *shm.Segment // parent end only: owns the segment
+	ctl     *linkControl
+	out, in *ipc.Ring
+
+	// The sender and the collector run on different goroutines: each
+	// has its own fragment buffer.
+	sendFrag []byte // used by send only
+	recvFrag []byte // used by recv only
+}
+
+var _ link = (*shmLink)(nil)
+
+// newShmLink creates the parent's end of a new link for worker slot and
+// the spec that the worker passes to openShmLink.
+func newShmLink(slot int) (*shmLink, string, error) {
+	cfg := ipc.RingConfig{Capacity: ringCapacity}
+	half := (ipc.RingSize(&cfg) + pageSize - 1) &^ (pageSize - 1)
+	seg, err := shm.New("pool-w"+strconv.Itoa(slot), pageSize+2*half)
+	if err != nil {
+		return nil, "", fmt.Errorf("worker link: %w", err)
+	}
+	mem := seg.Bytes()
+	ctl := controlView(mem[:pageSize])
+	tasks, err := ipc.NewRing(mem[pageSize:pageSize+half], &cfg)
+	if err == nil {
+		var results *ipc.Ring
+		results, err = ipc.NewRing(mem[pageSize+half:], &cfg)
+		if err == nil {
+			ctl.magic.Store(controlMagic)
+			l := &shmLink{seg: seg, ctl: ctl, out: tasks, in: results}
+			return l, "shm:" + strconv.FormatUint(seg.ID(), 16) + ":" + strconv.Itoa(half), nil
+		}
+	}
+	return nil, "", errors.Join(fmt.Errorf("worker link: %w", err), seg.Close())
+}
+
+// openShmLink is the worker's end: attach the parent's segment and rings.
+func openShmLink(spec string) (*shmLink, error) {
+	kind, rest, _ := strings.Cut(spec, ":")
+	idText, halfText, _ := strings.Cut(rest, ":")
+	id, err1 := strconv.ParseUint(idText, 16, 64)
+	half, err2 := strconv.Atoi(halfText)
+	if kind != "shm" || err1 != nil || err2 != nil || half <= 0 {
+		return nil, fmt.Errorf("pool: bad link spec %q", spec)
+	}
+	seg, err := shm.Lookup(id)
+	if err != nil {
+		return nil, fmt.Errorf("worker link: %w", err)
+	}
+	mem := seg.Bytes()
+	if len(mem) < pageSize+2*half {
+		return nil, fmt.Errorf("worker link: segment of %d bytes, want %d", len(mem), pageSize+2*half)
+	}
+	ctl := controlView(mem[:pageSize])
+	if ctl.magic.Load() != controlMagic {
+		return nil, fmt.Errorf("worker link: %w", ipc.ErrCorrupt)
+	}
+	tasks, err := ipc.AttachRing(mem[pageSize : pageSize+half])
+	if err != nil {
+		return nil, fmt.Errorf("worker task ring: %w", err)
+	}
+	results, err := ipc.AttachRing(mem[pageSize+half:])
+	if err != nil {
+		return nil, fmt.Errorf("worker result ring: %w", err)
+	}
+	// A parent that dies makes blocked ring calls return (the control
+	// socket's EOF and Pdeathsig normally end the process first).
+	tasks.SetPeer(os.Getppid())
+	results.SetPeer(os.Getppid())
+	return &shmLink{ctl: ctl, out: results, in: tasks}, nil
+}
+
+// Fragment markers: a message longer than the ring's MaxMessage travels as
+// fragments, each starting with one of these bytes (never a message kind).
+const (
+	fragMore = 0xF0
+	fragLast = 0xF1
+)
+
+func (l *shmLink) send(ctx context.Context, msg []byte) error {
+	if len(msg) > maxMessage {
+		panic("pool: invariant broken: a message over maxMessage was encoded")
+	}
+	max := l.out.MaxMessage()
+	if len(msg) <= max && len(msg) > 0 && msg[0] < fragMore {
+		return l.out.Put(ctx, msg)
+	}
+	step := max - 1
+	for len(msg) > 0 {
+		n := min(step, len(msg))
+		mark := byte(fragMore)
+		if n == len(msg) {
+			mark = fragLast
+		}
+		l.sendFrag = append(append(l.sendFrag[:0], mark), msg[:n]...)
+		if err := l.out.Put(ctx, l.sendFrag); err != nil {
+			return err
+		}
+		msg = msg[n:]
+	}
+	if cap(l.sendFrag) > 2*max {
+		l.sendFrag = nil
+	}
+	return nil
+}
+
+// trySend puts msg in the ring if it fits in one record and the ring has
+// room now. A message that travels as fragments would need the consumer to
+// make room between them, so it always reports errWouldBlock.
+func (l *shmLink) trySend(msg []byte) error {
+	if len(msg) > l.out.MaxMessage() || len(msg) == 0 || msg[0] >= fragMore {
+		return errWouldBlock
+	}
+	err := l.out.TryPut(msg)
+	if errors.Is(err, ipc.ErrFull) {
+		return errWouldBlock
+	}
+	return err
+}
+
+// errBrokenPeer reports bytes no well-behaved peer sends.
+var errBrokenPeer = errors.New("pool: broken message from peer")
+
+// recv returns the next whole message. A fragmented one is reassembled in
+// a buffer that never grows past maxMessage, so a peer flooding fragments
+// costs this process at most that much memory before it is cut off.
+func (l *shmLink) recv(ctx context.Context, buf []byte) ([]byte, error) {
+	first, err := l.in.Get(ctx, buf)
+	if err != nil || len(first) == 0 || first[0] < fragMore {
+		return first, err
+	}
+	whole := append(l.recvFrag[:0], first[1:]...)
+	for last := first[0] == fragLast; !last; {
+		frag, err := l.in.Get(ctx, first)
+		if err != nil {
+			return first[:0], err
+		}
+		first = frag
+		if len(frag) == 0 || frag[0] < fragMore {
+			return frag[:0], fmt.Errorf("%w: a fragment expected", errBrokenPeer)
+		}
+		if len(whole)+len(frag)-1 > maxMessage {
+			l.recvFrag = nil
+			return frag[:0], fmt.Errorf("%w: message over the %d-byte limit", errBrokenPeer, maxMessage)
+		}
+		last = frag[0] == fragLast
+		whole = append(whole, frag[1:]...)
+	}
+	// Hand the reassembled buffer to the caller and keep the caller's
+	// for the next reassembly: no copy of a large message.
+	l.recvFrag = first[:0]
+	return whole, nil
+}
+
+// peerGone closes both rings: the collector drains what the worker
+// committed, then gets os.ErrClosed; a blocked sender returns at once.
+func (l *shmLink) peerGone() {
+	l.in.Close()
+	l.out.Close()
+}
+
+func (l *shmLink) taken() uint64 { return l.ctl.takenJob.Load() }
+
+func (l *shmLink) abort(seq, job uint64) { l.ctl.abortJob[seq%depth].Store(job) }
+
+func (l *shmLink) begin(job uint64) { l.ctl.takenJob.Store(job) }
+
+func (l *shmLink) aborted(job uint64) bool {
+	for i := range l.ctl.abortJob {
+		if l.ctl.abortJob[i].Load() == job {
+			return true
+		}
+	}
+	return false
+}
+
+func (l *shmLink) close() error {
+	l.in.Close()
+	l.out.Close()
+	if l.seg != nil {
+		return l.seg.Close()
+	}
+	return nil
+}

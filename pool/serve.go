@@ -1,0 +1,189 @@
+package pool
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"runtime/debug"
+	"time"
+)
+
+// serve is the worker loop: it runs task messages from l until the parent
+// closes the channel, sends kindStop, or the worker retires (after a panic,
+// or when maxTasks tasks have run, if maxTasks > 0). rel, if not nil,
+// applies segment releases around each task message (release.go). It
+// returns nil for a clean end.
+func serve(ctx context.Context, l link, maxTasks int, rel *releaser) error {
+	var in []byte
+	r := runner{l: l, budget: -1}
+	if maxTasks > 0 {
+		r.budget = maxTasks
+	}
+	for {
+		var err error
+		in, err = l.recv(ctx, in)
+		if err != nil {
+			if errors.Is(err, os.ErrClosed) {
+				return nil
+			}
+			return err
+		}
+		h, body, err := parseHeader(in)
+		if err != nil {
+			return err
+		}
+		if h.kind == kindStop {
+			return nil
+		}
+		if h.kind != kindTask {
+			return errBrokenPeer
+		}
+		if rel != nil {
+			rel.begin()
+		}
+		retire, err := r.run(ctx, h, body)
+		if rel != nil {
+			rel.end()
+		}
+		if err != nil {
+			return err
+		}
+		if retire {
+			return nil
+		}
+		if cap(in) > 2*softMessage {
+			in = nil // do not pin a large message's memory while idle
+		}
+	}
+}
+
+// runner runs task messages in a worker and sends their results.
+type runner struct {
+	l      link
+	budget int // tasks this worker may still run; -1: no limit
+	out    []byte
+}
+
+// run runs the items of one task message, sending results through r.l in
+// messages of about softMessage bytes at most. retire reports that the
+// worker must exit after this message.
+func (r *runner) run(ctx context.Context, h msgHeader, body []byte) (retire bool, err error) {
+	r.l.begin(h.job)
+	out, retire, err := runTasks(r.out[:0], h, body, &r.budget, r.l.aborted, func(msg []byte) error {
+		return r.l.send(ctx, msg)
+	})
+	if err == nil {
+		err = r.l.send(ctx, out)
+	}
+	r.out = out
+	if cap(r.out) > 2*softMessage {
+		r.out = nil
+	}
+	return retire, err
+}
+
+// runTasks runs the items of one task message and appends its (last)
+// result message to dst. budget counts the tasks this worker may still run
+// (-1: no limit). aborted, if not nil, is asked before each item whether
+// the parent wants the rest of the job skipped. flush, if not nil,
+// receives a partial result message whenever the results pass
+// softMessage; without it all results go in the returned message. retire
+// reports that the worker must exit after sending.
+func runTasks(dst []byte, h msgHeader, body []byte, budget *int, aborted func(job uint64) bool, flush func([]byte) error) (out []byte, retire bool, err error) {
+	start := time.Now()
+	first := h.first
+	dst = appendHeader(dst, msgHeader{kind: kindResult, job: h.job, first: first})
+	name, body, lerr := parseName(body)
+	var e *entry
+	status := uint8(stOK)
+	var detail string
+	if lerr == nil {
+		e, status, detail = lookup(name, h.extra)
+	} else {
+		status, detail = stErr, lerr.Error()
+	}
+	n, flags := 0, uint8(0)
+	for k := 0; k < h.count; k++ {
+		if *budget == 0 || retire {
+			retire = true
+			break
+		}
+		if aborted != nil && aborted(h.job) {
+			flags |= flagAborted
+			break
+		}
+		arg, rest, err := nextItem(body)
+		body = rest
+		if err != nil {
+			break // truncated message: report what ran
+		}
+		if *budget > 0 {
+			*budget--
+		}
+		mark := len(dst)
+		dst = append(dst, stOK)
+		var at int
+		dst, at = beginItem(dst)
+		if e == nil {
+			dst[mark] = status
+			dst = append(dst, detail...)
+			dst = endItem(dst, at)
+			n++
+			continue
+		}
+		res, terr, pv, stack := callSafe(e, dst, arg)
+		switch {
+		case stack != nil:
+			dst = appendPanic(dst[:at+4], pv, stack)
+			dst[mark] = stPanic
+			retire = true // the worker's state may be broken: replace it
+		case errors.Is(terr, errResultTooLarge) || (terr == nil && len(res)-at-4 > maxValue):
+			dst = fmt.Appendf(dst[:at+4], "result of task %d encodes to more than the %d-byte limit; return it in an shm.Array", first+k, maxValue)
+			dst[mark] = stTooLarge
+		case terr != nil:
+			dst = append(dst[:at+4], truncateText(terr.Error(), maxText)...)
+			dst[mark] = stErr
+		default:
+			dst = res
+		}
+		dst = endItem(dst, at)
+		n++
+		if flush != nil && len(dst) > softMessage && k+1 < h.count {
+			finishResult(dst, n, flagPartial, start)
+			if err := flush(dst); err != nil {
+				return dst, retire, err
+			}
+			first += n
+			n, start = 0, time.Now()
+			dst = appendHeader(dst[:0], msgHeader{kind: kindResult, job: h.job, first: first})
+		}
+	}
+	if *budget == 0 {
+		retire = true
+	}
+	if retire {
+		flags |= flagRetire
+	}
+	finishResult(dst, n, flags, start)
+	return dst, retire, nil
+}
+
+// finishResult fills in a result message's count, flags and busy time.
+func finishResult(msg []byte, count int, flags uint8, start time.Time) {
+	msg[1] |= flags
+	binary.LittleEndian.PutUint16(msg[2:], uint16(count))
+	binary.LittleEndian.PutUint64(msg[16:], uint64(time.Since(start)))
+}
+
+// callSafe runs one task, turning a panic into its value and stack.
+func callSafe(e *entry, dst, arg []byte) (out []byte, err error, pv any, stack []byte) {
+	defer func() {
+		if r := recover(); r != nil {
+			pv, stack, out = r, debug.Stack(), dst
+		}
+	}()
+	out, err = e.call(dst, arg)
+	return out, err, nil, nil
+}

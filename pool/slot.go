@@ -1,0 +1,411 @@
+package pool
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// slot is one worker position of a pool: a proc, replaced when it ends.
+// Its goroutines: run (the slot's life), per proc a sender (sendLoop) and
+// the collector (collect, on run's goroutine).
+type slot struct {
+	p    *core
+	idx  int
+	kick chan struct{}
+
+	sendMu  sync.Mutex // held while producing into the link
+	sendBuf []byte     // guarded by sendMu
+	// handoff (guarded by sendMu) says that sendBuf holds a message an
+	// inline pump could not send without waiting: the sender goroutine
+	// sends it before anything else.
+	handoff bool
+
+	// guarded by p.mu
+	proc     proc
+	l        link
+	state    int
+	inflight []*chunk // in send order; [0] is running
+	retiring bool
+	timedOut *chunk
+	stopSent bool
+	id       workerID
+	sent     uint64 // task messages sent on the current link
+	restarts int
+
+	tasks atomic.Int64
+	busy  atomic.Int64
+}
+
+// Slot states. A slot is starting while its first or a replacement
+// process starts; gone once it gave up replacing it.
+const (
+	slotStarting = iota
+	slotLive
+	slotGone
+)
+
+// maxStartFailures is how many starts in a row a slot tries before it
+// gives up (with a growing pause between them).
+const maxStartFailures = 5
+
+// start starts the slot's process; the pool's lock must not be held.
+func (w *slot) start() error {
+	pr, err := w.p.backend.start(w.idx)
+	if err != nil {
+		return startError(w.idx, err)
+	}
+	p := w.p
+	p.mu.Lock()
+	w.proc, w.l, w.id, w.state, w.sent = pr, pr.link(), pr.id(), slotLive, 0
+	w.retiring, w.timedOut, w.stopSent = false, nil, false
+	if p.state == stateTerminated {
+		pr.kill() // Terminate ran while it started
+	}
+	p.mu.Unlock()
+	return nil
+}
+
+// run owns the slot: it collects results until the process ends, settles
+// its in-flight tasks, and starts a replacement while the pool needs one.
+func (w *slot) run() {
+	p := w.p
+	defer p.wg.Done()
+	failures := 0
+	for {
+		w.serveOne()
+		p.mu.Lock()
+		keep := p.state == stateOpen || (p.state == stateClosing && len(p.pending) > 0)
+		if keep {
+			w.state = slotStarting
+		}
+		p.mu.Unlock()
+		if !keep {
+			p.kickAll() // a closing pool may now be idle
+			return
+		}
+		for {
+			err := w.start()
+			if err == nil {
+				failures = 0
+				break
+			}
+			failures++
+			if failures >= maxStartFailures || !p.accepting() {
+				p.slotGone(w, err)
+				return
+			}
+			time.Sleep(time.Duration(failures) * 50 * time.Millisecond)
+		}
+		p.mu.Lock()
+		w.restarts++
+		p.mu.Unlock()
+	}
+}
+
+// serveOne runs the sender and collector for the current process and
+// returns once it is dead and reaped and its chunks are settled.
+func (w *slot) serveOne() {
+	p := w.p
+	p.mu.Lock()
+	pr, l := w.proc, w.l
+	p.mu.Unlock()
+
+	stop := make(chan struct{})
+	senderDone := make(chan struct{})
+	go func() {
+		defer close(senderDone)
+		w.sendLoop(stop)
+	}()
+	monDone := make(chan struct{})
+	go func() {
+		defer close(monDone)
+		// When the process exits, let the collector drain and return.
+		<-pr.exited()
+		l.peerGone()
+	}()
+	w.kickSelf()
+	w.collect(l)
+	// The link is closed or broken: the process is gone or going.
+	pr.kill()
+	werr := pr.reap()
+	close(stop)
+	<-senderDone
+	<-monDone
+	// Detach the link under sendMu so that no inline pump still uses it,
+	// then release it: nobody touches the link any more.
+	w.sendMu.Lock()
+	p.mu.Lock()
+	id := w.id
+	w.proc, w.l, w.id = nil, nil, workerID{}
+	p.mu.Unlock()
+	w.handoff = false // its chunk is in inflight: settle decides
+	w.sendMu.Unlock()
+	taken := l.taken()
+	l.close()
+	w.settle(werr, id, taken)
+}
+
+// sendLoop gives the worker chunks while it has room.
+func (w *slot) sendLoop(stop <-chan struct{}) {
+	for {
+		select {
+		case <-w.kick:
+		case <-stop:
+			return
+		}
+		w.pump()
+	}
+}
+
+// pump sends chunks to the worker while it has room. It runs on the
+// slot's sender goroutine, the only one that may wait for room in the
+// link. sendMu makes it the link's single producer and keeps the link
+// open while it is used.
+func (w *slot) pump() {
+	w.sendMu.Lock()
+	defer w.sendMu.Unlock()
+	w.pumpLocked(depth, false)
+}
+
+// pumpInline is pump run on a submitting goroutine, with at most limit
+// chunks in flight on the worker. It never waits (callers block on Go
+// channels only): if the sender holds sendMu it only kicks it, and a
+// message that does not fit in the link now (a full ring, a fragmented
+// message) is handed to the sender goroutine. Sending inline when the
+// worker is idle saves a goroutine hand-off per Apply.
+func (w *slot) pumpInline(limit int) {
+	if !w.sendMu.TryLock() {
+		w.kickSelf() // its pump is busy: make it look again
+		return
+	}
+	defer w.sendMu.Unlock()
+	w.pumpLocked(limit, true)
+}
+
+// pumpLocked sends with sendMu held; inline says it must not wait.
+func (w *slot) pumpLocked(limit int, inline bool) {
+	p := w.p
+	if w.handoff {
+		if inline {
+			w.kickSelf() // keep the order: the sender goes first
+			return
+		}
+		w.handoff = false
+		p.mu.Lock()
+		l := w.l
+		p.mu.Unlock()
+		if l == nil || l.send(context.Background(), w.sendBuf) != nil {
+			return // the collector sees the death and settles
+		}
+	}
+	for {
+		ch, l, stopNow := p.take(w, limit)
+		if l == nil {
+			return
+		}
+		if stopNow {
+			w.sendBuf = appendHeader(w.sendBuf[:0], msgHeader{kind: kindStop})
+		} else if ch == nil {
+			return
+		} else {
+			w.sendBuf = encodeTask(w.sendBuf[:0], ch.c.e, ch.job, ch.args, ch.lo, ch.hi)
+			if !p.markSent(w, ch) {
+				continue // its call finished meanwhile
+			}
+		}
+		var err error
+		if inline {
+			if err = l.trySend(w.sendBuf); err == errWouldBlock {
+				w.handoff = true
+				w.kickSelf()
+				return
+			}
+		} else {
+			err = l.send(context.Background(), w.sendBuf)
+		}
+		if cap(w.sendBuf) > 2*softMessage && !w.handoff {
+			w.sendBuf = nil
+		}
+		if err != nil || stopNow {
+			return // on error, the collector sees the death and settles
+		}
+	}
+}
+
+// collect reads result messages until the link ends.
+func (w *slot) collect(l link) {
+	p := w.p
+	var buf []byte
+	for {
+		var err error
+		buf, err = l.recv(context.Background(), buf)
+		if err != nil {
+			return
+		}
+		h, body, err := parseHeader(buf)
+		if err != nil || h.kind != kindResult {
+			return // a broken peer: treat as dead
+		}
+		partial := h.flags&flagPartial != 0
+		p.mu.Lock()
+		var ch *chunk
+		for i, x := range w.inflight {
+			if x.job == h.job {
+				ch = x
+				if !partial {
+					w.inflight = append(w.inflight[:i], w.inflight[i+1:]...)
+				}
+				break
+			}
+		}
+		if len(w.inflight) > 0 && w.inflight[0].started.IsZero() {
+			w.inflight[0].started = time.Now()
+		}
+		if h.flags&flagRetire != 0 {
+			w.retiring = true
+		}
+		id := w.id
+		p.mu.Unlock()
+		if ch == nil {
+			continue
+		}
+		w.tasks.Add(int64(h.count))
+		w.busy.Add(int64(h.extra))
+		rest, ok := w.deliver(ch, h, body, id)
+		switch {
+		case !ok:
+			// Items missing or malformed without a reason: a broken peer.
+			// Keep what is left as this worker's running chunk so that
+			// settle counts an attempt, and end the worker.
+			if !partial && rest != nil {
+				p.mu.Lock()
+				w.inflight = append([]*chunk{rest}, w.inflight...)
+				p.mu.Unlock()
+			}
+			return
+		case rest != nil && !partial && h.flags&flagRetire != 0:
+			p.requeue(rest) // skipped by a retiring worker: not an attempt
+		}
+		if cap(buf) > 2*softMessage {
+			buf = nil // do not pin a large message's memory
+		}
+		if p.moreToSend() {
+			w.kickSelf()
+		}
+		// The caller just readied sits in this P's run queue; the next
+		// recv would spin on the ring (not yielding the P) and leave it for
+		// another P, whose wake-up is a futex wake of an idle CPU (tens of
+		// µs on a VM). Let it run here first.
+		runtime.Gosched()
+	}
+}
+
+// deliver hands a result message's items to their call. It returns the
+// items of the chunk still to come, if any (ch itself, advanced), and ok
+// false if the message is malformed or short without a reason.
+func (w *slot) deliver(ch *chunk, h msgHeader, body []byte, id workerID) (rest *chunk, ok bool) {
+	c := ch.c
+	want := ch.hi - ch.lo
+	if h.count > want {
+		return ch, false
+	}
+	n := 0
+	for ; n < h.count; n++ {
+		if len(body) < 1 {
+			break
+		}
+		st := body[0]
+		item, tail, err := nextItem(body[1:])
+		if err != nil {
+			break
+		}
+		body = tail
+		if c.finished.Load() {
+			continue
+		}
+		i := ch.lo + n
+		if st == stOK {
+			if err := c.dec(i, item); err != nil {
+				c.item(i, &TaskError{Func: c.e.name, Index: i, Pid: id.Pid, Node: id.Node, Err: fmt.Errorf("decode result: %w", err)})
+				continue
+			}
+			c.item(i, nil)
+			continue
+		}
+		c.item(i, itemError(st, item, c.e.name, i, id))
+	}
+	ch.lo += n // ch is the collector's: it is out of inflight, or partial
+	complete := n == h.count
+	if ch.lo == ch.hi {
+		return nil, complete
+	}
+	switch {
+	case !complete:
+		return ch, false
+	case h.flags&flagPartial != 0:
+		return ch, true
+	case h.flags&flagAborted != 0:
+		if c.finished.Load() {
+			return nil, true // the rest was skipped for a finished call
+		}
+		return ch, false // an abort nobody asked for
+	case h.flags&flagRetire != 0:
+		return ch, true
+	}
+	return ch, false
+}
+
+// settle decides the fate of the chunks in flight on a process that ended.
+// taken is the job the worker said it began last: a chunk sent after it was
+// never started and costs no retry.
+func (w *slot) settle(werr error, id workerID, taken uint64) {
+	p := w.p
+	p.mu.Lock()
+	chunks := w.inflight
+	w.inflight = nil
+	planned := w.retiring || w.stopSent
+	timedOut := w.timedOut
+	terminated := p.state == stateTerminated
+	p.mu.Unlock()
+	for _, ch := range chunks {
+		c := ch.c
+		switch {
+		case c.finished.Load():
+		case terminated:
+			c.cancel(ErrTerminated)
+		case ch == timedOut:
+			for i := ch.lo; i < ch.hi; i++ {
+				c.item(i, &TaskError{Func: c.e.name, Index: i, Pid: id.Pid, Node: id.Node, Err: ErrTaskTimeout})
+			}
+		case planned || ch.job != taken || timedOut != nil:
+			// Never started (or stopped by a planned exit, or queued behind
+			// a timed-out task): run it elsewhere, free of charge.
+			p.requeue(ch)
+		case ch.attempts < p.cfg.Retries:
+			ch.attempts++
+			p.requeue(ch)
+		default:
+			we := newWorkerError(id, werr)
+			we.Func, we.Index = c.e.name, ch.lo
+			if !ch.started.IsZero() {
+				we.After = time.Since(ch.started)
+			}
+			for i := ch.lo; i < ch.hi; i++ {
+				e := *we
+				e.Index = i
+				c.item(i, &e)
+			}
+		}
+	}
+}
+
+func (w *slot) kickSelf() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
