@@ -263,6 +263,7 @@ const fetchTimeout = 10 * time.Second
 // workerSide is the worker's end of its control socket.
 type workerSide struct {
 	ctl      *ctlConn
+	timeout  time.Duration // bounds each fetch
 	fetchMu  sync.Mutex
 	replies  chan fetchReply // buffered 1; a reply nobody waits for is dropped
 	tasks    chan []byte
@@ -292,7 +293,7 @@ func workerMain(string) int {
 		fmt.Fprintln(os.Stderr, "mproc worker:", err)
 		return exitProtocol
 	}
-	w := &workerSide{ctl: ctl, replies: make(chan fetchReply, 1), tasks: make(chan []byte, 1)}
+	w := &workerSide{ctl: ctl, timeout: fetchTimeout, replies: make(chan fetchReply, 1), tasks: make(chan []byte, 1)}
 	go w.readCtl(buf)
 	fdpass.Fetch = w.fetch
 
@@ -385,7 +386,7 @@ func (w *workerSide) fetch(id uint64) (*os.File, error) {
 	if err := w.ctl.send(req, nil); err != nil {
 		return nil, err
 	}
-	t := time.NewTimer(fetchTimeout)
+	t := time.NewTimer(w.timeout)
 	defer t.Stop()
 	for {
 		select {
@@ -398,7 +399,7 @@ func (w *workerSide) fetch(id uint64) (*os.File, error) {
 			}
 			return r.f, r.err
 		case <-t.C:
-			return nil, fmt.Errorf("pool: the parent did not send segment %#x within %v", id, fetchTimeout)
+			return nil, fmt.Errorf("pool: the parent did not send segment %#x within %v", id, w.timeout)
 		}
 	}
 }

@@ -1,11 +1,14 @@
 package pool
 
 import (
+	"errors"
 	"fmt"
 	"iter"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/mproc/mproc/internal/codec"
 )
 
 // call is one Apply or Map call: n items sharing a function, their
@@ -162,11 +165,12 @@ func encodeArgs(e *entry, n int, enc func(dst []byte, i int) ([]byte, error)) (*
 	for i := range n {
 		start := len(a.buf)
 		var err error
-		if a.buf, err = enc(a.buf, i); err != nil {
-			return nil, &TaskError{Func: e.name, Index: i, Err: fmt.Errorf("encode argument: %w", err)}
+		a.buf, err = enc(a.buf, i)
+		if size := len(a.buf) - start; errors.Is(err, codec.ErrTooLarge) || size > maxValue {
+			return nil, &TaskError{Func: e.name, Index: i, Err: fmt.Errorf("%w: the argument encodes to more than the %d-byte limit; pass bulk data in an shm.Array", ErrTooLarge, maxValue)}
 		}
-		if size := len(a.buf) - start; size > maxValue {
-			return nil, &TaskError{Func: e.name, Index: i, Err: fmt.Errorf("%w: argument encodes to %d bytes, over the %d-byte limit; pass bulk data in an shm.Array", ErrTooLarge, size, maxValue)}
+		if err != nil {
+			return nil, &TaskError{Func: e.name, Index: i, Err: fmt.Errorf("encode argument: %w", err)}
 		}
 		a.ends[i] = len(a.buf)
 	}

@@ -2,6 +2,7 @@ package pool
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -176,18 +177,26 @@ func openShmLink(spec string) (*shmLink, error) {
 
 // Fragment markers: a message longer than the ring's MaxMessage travels as
 // fragments, each starting with one of these bytes (never a message kind).
+// The first fragment holds only the message's total length (u64), so the
+// receiver checks it against maxMessage and allocates once.
 const (
-	fragMore = 0xF0
-	fragLast = 0xF1
+	fragMore  = 0xF0
+	fragLast  = 0xF1
+	fragFirst = 0xF2
+	firstLen  = 9
 )
 
 func (l *shmLink) send(ctx context.Context, msg []byte) error {
-	if len(msg) > maxMessage {
-		panic("pool: invariant broken: a message over maxMessage was encoded")
+	if len(msg) == 0 || len(msg) > maxMessage || msg[0] >= fragMore {
+		panic("pool: invariant broken: an empty, oversize or fragment-like message was encoded")
 	}
 	max := l.out.MaxMessage()
-	if len(msg) <= max && len(msg) > 0 && msg[0] < fragMore {
+	if len(msg) <= max {
 		return l.out.Put(ctx, msg)
+	}
+	l.sendFrag = binary.LittleEndian.AppendUint64(append(l.sendFrag[:0], fragFirst), uint64(len(msg)))
+	if err := l.out.Put(ctx, l.sendFrag); err != nil {
+		return err
 	}
 	step := max - 1
 	for len(msg) > 0 {
@@ -226,29 +235,45 @@ func (l *shmLink) trySend(msg []byte) error {
 var errBrokenPeer = errors.New("pool: broken message from peer")
 
 // recv returns the next whole message. A fragmented one is reassembled in
-// a buffer that never grows past maxMessage, so a peer flooding fragments
-// costs this process at most that much memory before it is cut off.
+// a buffer of exactly its announced length, at most maxMessage: a peer
+// that floods fragments costs this process that much memory at most before
+// it is cut off.
 func (l *shmLink) recv(ctx context.Context, buf []byte) ([]byte, error) {
 	first, err := l.in.Get(ctx, buf)
 	if err != nil || len(first) == 0 || first[0] < fragMore {
 		return first, err
 	}
-	whole := append(l.recvFrag[:0], first[1:]...)
-	for last := first[0] == fragLast; !last; {
+	if first[0] != fragFirst || len(first) != firstLen {
+		return first[:0], fmt.Errorf("%w: a fragment without its announcement", errBrokenPeer)
+	}
+	total := binary.LittleEndian.Uint64(first[1:])
+	if total == 0 || total > maxMessage {
+		return first[:0], fmt.Errorf("%w: a message of %d bytes announced, the limit is %d", errBrokenPeer, total, maxMessage)
+	}
+	whole := l.recvFrag[:0]
+	if uint64(cap(whole)) < total {
+		whole = make([]byte, 0, total)
+	}
+	for {
 		frag, err := l.in.Get(ctx, first)
 		if err != nil {
-			return first[:0], err
+			return frag[:0], err
 		}
 		first = frag
-		if len(frag) == 0 || frag[0] < fragMore {
+		if len(frag) == 0 || (frag[0] != fragMore && frag[0] != fragLast) {
 			return frag[:0], fmt.Errorf("%w: a fragment expected", errBrokenPeer)
 		}
-		if len(whole)+len(frag)-1 > maxMessage {
+		if uint64(len(whole)+len(frag)-1) > total {
 			l.recvFrag = nil
-			return frag[:0], fmt.Errorf("%w: message over the %d-byte limit", errBrokenPeer, maxMessage)
+			return frag[:0], fmt.Errorf("%w: fragments beyond the announced %d bytes", errBrokenPeer, total)
 		}
-		last = frag[0] == fragLast
 		whole = append(whole, frag[1:]...)
+		if frag[0] == fragLast {
+			break
+		}
+	}
+	if uint64(len(whole)) != total {
+		return first[:0], fmt.Errorf("%w: fragments short of the announced %d bytes", errBrokenPeer, total)
 	}
 	// Hand the reassembled buffer to the caller and keep the caller's
 	// for the next reassembly: no copy of a large message.

@@ -204,7 +204,7 @@ func rawInts(tb testing.TB, n int) *encoded {
 // the items it was given, and the parent hands each item of the chunk to
 // its call at most once, in order, with exactly the bytes the message held.
 func FuzzResultMessage(f *testing.F) {
-	f.Add(encodeTask(nil, cube.e, 1, rawInts(f, 3), 0, 3))
+	f.Add(encodeTask(nil, cube.e, 1, flagFailFast, rawInts(f, 3), 0, 3))
 	res := appendHeader(nil, msgHeader{kind: kindResult, count: 3, job: 1})
 	for i := range 3 {
 		res = append(res, stOK)

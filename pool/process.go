@@ -34,7 +34,7 @@ func Start[A, R any](f Func[A, R], arg A) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
-	msg := encodeTask([]byte{opTask}, f.e, 0, args, 0, 1)
+	msg := encodeTask([]byte{opTask}, f.e, 0, 0, args, 0, 1)
 	if len(msg) > ctlMaxMessage {
 		return nil, fmt.Errorf("pool: Start: argument encodes to %d bytes, over the %d-byte limit; pass bulk data in an shm.Array", len(msg), ctlMaxMessage-hdrLen-1)
 	}

@@ -131,6 +131,10 @@ func runTasks(dst []byte, h msgHeader, body []byte, budget *int, aborted func(jo
 			dst = append(dst, detail...)
 			dst = endItem(dst, at)
 			n++
+			if h.flags&flagFailFast != 0 {
+				flags |= flagAborted // the call fails with this item
+				break
+			}
 			continue
 		}
 		res, terr, pv, stack := callSafe(e, dst, arg)
@@ -150,6 +154,10 @@ func runTasks(dst []byte, h msgHeader, body []byte, budget *int, aborted func(jo
 		}
 		dst = endItem(dst, at)
 		n++
+		if dst[mark] != stOK && h.flags&flagFailFast != 0 && !retire {
+			flags |= flagAborted // the call fails with this item
+			break
+		}
 		if flush != nil && len(dst) > softMessage && k+1 < h.count {
 			finishResult(dst, n, flagPartial, start)
 			if err := flush(dst); err != nil {

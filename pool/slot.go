@@ -212,7 +212,11 @@ func (w *slot) pumpLocked(limit int, inline bool) {
 		} else if ch == nil {
 			return
 		} else {
-			w.sendBuf = encodeTask(w.sendBuf[:0], ch.c.e, ch.job, ch.args, ch.lo, ch.hi)
+			var flags uint8
+			if ch.c.failFast {
+				flags = flagFailFast
+			}
+			w.sendBuf = encodeTask(w.sendBuf[:0], ch.c.e, ch.job, flags, ch.args, ch.lo, ch.hi)
 			if !p.markSent(w, ch) {
 				continue // its call finished meanwhile
 			}

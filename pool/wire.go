@@ -38,6 +38,8 @@ const (
 	flagPartial = 2 // result: more results of this task message follow
 	flagAborted = 4 // result: the items not reported were skipped on request
 
+	flagFailFast = 1 // task: the first failed item fails the call; skip the rest
+
 	hdrLen = 24
 )
 
@@ -150,11 +152,12 @@ func parsePanic(b []byte) (msg, stack string) {
 }
 
 // encodeTask appends a task message for items lo..hi-1 of args.
-func encodeTask(dst []byte, e *entry, job uint64, args *encoded, lo, hi int) []byte {
+// flags holds task flags (flagFailFast).
+func encodeTask(dst []byte, e *entry, job uint64, flags uint8, args *encoded, lo, hi int) []byte {
 	if hi-lo > maxChunk {
 		panic("pool: invariant broken: a task message holds at most maxChunk items")
 	}
-	dst = appendHeader(dst, msgHeader{kind: kindTask, count: hi - lo, first: lo, job: job, extra: e.sig})
+	dst = appendHeader(dst, msgHeader{kind: kindTask, flags: flags, count: hi - lo, first: lo, job: job, extra: e.sig})
 	dst = appendName(dst, e.name)
 	for i := lo; i < hi; i++ {
 		var at int
