@@ -18,10 +18,10 @@
 //		out, err := pool.Map(ctx, p, cube, []int{1, 2, 3, 4, 5, 6}) // [1 8 27 64 125 216]
 //	}
 //
-// A binary that forgets Init gets ErrNoInit from New or Start within a
-// second, never a hang and never a chain of processes starting processes
-// (in a test binary, children run with -test.run=^$ so that a missing hook
-// cannot re-run the suite).
+// A binary that forgets Init gets ErrNoInit from New or Start as soon as
+// its first worker exits, never a hang and never a chain of processes
+// starting processes (in a test binary, children run with -test.run=^$ so
+// that a missing hook cannot re-run the suite).
 //
 // Functions registered inside main cannot exist in a worker: the worker
 // never runs main past Init. Register at package initialisation (a
@@ -49,9 +49,39 @@
 // panic also carries the worker's stack, and that worker is replaced). A
 // worker killed mid-task is noticed within milliseconds, replaced, and its
 // task retried (Config.Retries); then the caller gets a *WorkerError naming
-// pid and signal. Config.TaskTimeout kills and replaces a runaway worker.
-// Workers die with their parent (parent-death signal plus an EOF check on
-// their control socket). Close and Terminate reap every worker.
+// pid and signal (exit code 2 is a Go runtime crash in the worker). A task
+// the dead worker had not begun is run elsewhere at no cost to its
+// retries. Config.TaskTimeout kills and replaces a runaway worker. A call
+// that fails (Map stops at its first error) or is cancelled stops costing
+// CPU: its items not yet begun are dropped, in the workers too. If no
+// worker can be started any more (its Initializer keeps failing, say),
+// every pending and later call fails with an error wrapping the last
+// start-up failure, and Close returns it. Workers die with their parent
+// (parent-death signal plus an EOF check on their control socket). Close
+// and Terminate reap every worker; a Pool or Process dropped without them
+// is cleaned up by the garbage collector as a safety net.
+//
+// # Limits
+//
+//   - One argument or result encodes to at most 64 MiB; a larger one fails
+//     its item with a *TaskError wrapping ErrTooLarge. Messages between
+//     parent and worker are cut near 4 MiB (many small items in one, a large
+//     item alone) and never exceed 65 MiB.
+//   - Process arguments must encode to at most 64 KiB.
+//   - Put bulk data in an shm.Array: only its handle travels.
+//
+// # What the process boundary protects against
+//
+// Workers protect the parent from bugs, not from attackers: they run with
+// the parent's uid and could signal it or read /proc/<ppid>/mem. What is
+// guaranteed against a buggy worker, whatever it writes into the shared
+// memory it can reach: the parent never panics, hangs or runs out of
+// memory because of those bytes. Every length and count it reads there is
+// checked (message sizes, fragment totals, item counts, decoded element
+// counts against the bytes that hold them); a malformed message ends that
+// worker, its running task is retried or failed with an error, and the
+// worker is replaced. A closed shm.Array is unmapped in every worker it was
+// served to, before that worker's next task.
 //
 // # Caveats
 //
@@ -60,9 +90,12 @@
 //   - Arguments and results are copied through the codec: exported struct
 //     fields only, no channels or funcs; error values cross as their text.
 //   - A running task cannot be interrupted: a cancelled context drops the
-//     tasks not yet handed to a worker, and a task timeout kills the worker.
-//   - Each worker holds up to two task messages, so up to one task queued
-//     behind a slow one waits for it (or for its timeout).
+//     tasks not yet begun, and a task timeout kills the worker.
+//   - Each worker holds up to two task messages; a cancelled call's
+//     messages are skipped when the running task returns.
+//   - A task must not keep slices of a shared array, or goroutines using
+//     one, past its return: the worker unmaps arrays the parent closed
+//     between tasks.
 //   - Process arguments must encode to at most 64 KiB; put bulk data in an
 //     shm.Array.
 //   - A Pool that is never closed keeps its workers until this process

@@ -477,3 +477,46 @@ func TestFetchTimesOut(t *testing.T) {
 		t.Fatalf("fetch(6) = %v, want %v", err, want)
 	}
 }
+
+// waitGone fails the test unless every pid has exited and been reaped
+// within d, running the collector meanwhile.
+func waitGone(t *testing.T, pids []int, d time.Duration) {
+	t.Helper()
+	for deadline := time.Now().Add(d); ; {
+		runtime.GC()
+		left := 0
+		for _, pid := range pids {
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+				left++
+			}
+		}
+		if left == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d processes still there after %v", left, len(pids), d)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// The garbage collector terminates a Pool and kills a Process that their
+// owner dropped without Close or Wait.
+func TestUnreachablePoolAndProcessAreCleanedUp(t *testing.T) {
+	pids := func() []int {
+		p, err := New(&Config{Workers: 2, NoPin: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pids []int
+		for _, s := range p.Stats() {
+			pids = append(pids, s.Pid)
+		}
+		pr, err := Start(sleep, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return append(pids, pr.Pid())
+	}()
+	waitGone(t, pids, 10*time.Second)
+}

@@ -38,6 +38,9 @@ type core struct {
 	// broken is set once no worker is left and none can be started: it
 	// wraps the last start-up failure.
 	broken error
+	// releaseErrs holds errors from releasing workers' links (the first
+	// few), which Close reports.
+	releaseErrs []error
 
 	wg       sync.WaitGroup // slot goroutines
 	done     chan struct{}  // closed when every slot goroutine returned
@@ -172,7 +175,7 @@ func (p *core) join(ctx context.Context) error {
 		p.stopWatchers()
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		return p.broken
+		return errors.Join(append([]error{p.broken}, p.releaseErrs...)...)
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -180,9 +183,19 @@ func (p *core) join(ctx context.Context) error {
 
 // Terminate kills every worker now, fails pending and running tasks with
 // ErrTerminated, and reaps the workers before it returns. Calling it again,
-// or after Close, is harmless.
+// or after Close, is harmless. It returns what releasing the workers'
+// resources failed with, if anything.
 func (p *Pool) Terminate() error {
 	return p.core.terminate()
+}
+
+// releaseFailed keeps err for Close and Terminate to report.
+func (p *core) releaseFailed(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.releaseErrs) < 8 {
+		p.releaseErrs = append(p.releaseErrs, err)
+	}
 }
 
 func (p *core) terminate() error {
@@ -201,7 +214,9 @@ func (p *core) terminate() error {
 	}
 	<-p.done
 	p.stopWatchers()
-	return nil
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return errors.Join(p.releaseErrs...)
 }
 
 func (p *core) stopWatchers() {

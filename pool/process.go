@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"sync"
 	"unicode/utf8"
 
@@ -13,6 +14,9 @@ import (
 // Process runs one registered function in a child process of its own,
 // like Python's multiprocessing.Process. The child's stdout and stderr are
 // this process's. Its methods are safe for concurrent use.
+//
+// A Process that becomes unreachable before Wait is killed and reaped by
+// the garbage collector, as a safety net: call Wait.
 type Process struct {
 	c    *child
 	name string
@@ -47,7 +51,12 @@ func Start[A, R any](f Func[A, R], arg A) (*Process, error) {
 		c.reap()
 		return nil, err
 	}
-	return &Process{c: c, name: f.e.name}, nil
+	pr := &Process{c: c, name: f.e.name}
+	runtime.AddCleanup(pr, func(c *child) {
+		c.kill()
+		go c.reap()
+	}, c)
+	return pr, nil
 }
 
 // Pid returns the child's process id.

@@ -145,7 +145,9 @@ func (w *slot) serveOne() {
 	w.handoff = false // its chunk is in inflight: settle decides
 	w.sendMu.Unlock()
 	taken := l.taken()
-	l.close()
+	if err := l.close(); err != nil {
+		p.releaseFailed(err)
+	}
 	w.settle(werr, id, taken)
 }
 
