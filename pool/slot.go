@@ -344,7 +344,14 @@ func (w *slot) deliver(ch *chunk, h msgHeader, body []byte, id workerID) (rest *
 		}
 		c.item(i, itemError(st, item, c.e.name, i, id))
 	}
-	ch.lo += n // ch is the collector's: it is out of inflight, or partial
+	// A partial result leaves ch in flight, where the timeout watcher reads
+	// it: advance it under the lock, and restart its clock for what is left.
+	w.p.mu.Lock()
+	ch.lo += n
+	if h.flags&flagPartial != 0 {
+		ch.started = time.Now()
+	}
+	w.p.mu.Unlock()
 	complete := n == h.count
 	if ch.lo == ch.hi {
 		return nil, complete
