@@ -9,7 +9,7 @@ import (
 
 const (
 	queueMagic   = 0x55514d50 // "PMQU"
-	queueVersion = 2          // 2: the consumer word
+	queueVersion = 3          // 2: the consumer word; 3: one-word event counts
 
 	defaultLanes = 8
 	maxLanes     = 1024
@@ -239,11 +239,11 @@ func (q *lanes) get(ctx context.Context, dst []byte) ([]byte, error) {
 	for {
 		key := ev.prepare()
 		if out, err := q.tryGet(dst); err != ErrEmpty {
-			ev.cancel()
+			ev.cancel(key)
 			return out, err
 		}
 		if err := ctxErr(ctx); err != nil {
-			ev.cancel()
+			ev.cancel(key)
 			return dst, err
 		}
 		if stop == nil && ctx.Done() != nil {

@@ -135,6 +135,14 @@ func runChild(mode string) error {
 			n++
 			total += uint64(len(buf))
 		}
+	case "sem-wait":
+		// Sleep in Wait on the Semaphore at the start of the segment until
+		// killed.
+		s, err := AttachSemaphore(seg.Bytes()[:SemaphoreSize])
+		if err != nil {
+			return err
+		}
+		return s.Wait(ctx)
 	case "ring-exit":
 		// Attach, then exit at once: the parent's blocked Put must notice.
 		_, _, err := childRings(seg)

@@ -31,53 +31,104 @@ const (
 	spinCheckEvery = 32
 )
 
-// eventWords is an event count in shared memory: seq is the futex word,
-// waiters counts processes that announced (Prepare) they may sleep on seq.
+// eventWords is an event count in shared memory, one 64-bit word: the low
+// 32 bits are seq, the futex word sleepers wait on; the high 32 bits count
+// the announcements of waiters that may be asleep on the current seq.
 //
-// The protocol is Dekker's: a waiter increments waiters, then reads seq, then
-// re-checks its condition; a notifier publishes its change, then reads
-// waiters, and only if nonzero bumps seq and calls FUTEX_WAKE. With
+// The protocol is Dekker's: a waiter announces itself and reads seq in one
+// atomic add (prepare), then re-checks its condition, then sleeps while seq
+// still equals what it read; a notifier publishes its change, then reads the
+// word, and only if the count is nonzero bumps seq and calls FUTEX_WAKE. With
 // sequentially consistent atomics one of the two always sees the other, so a
 // wake is never lost and a notify with nobody waiting costs one load.
+//
+// Invariant: every bump of seq also zeroes the count, in the same
+// compare-and-swap (wakeAll). A wake thus consumes the announcements it
+// answers, and each sleeper announces itself again before its next sleep.
+// Consequences:
+//   - An announcement and the key it was taken with stand or fall together:
+//     if a bump erased it, seq is no longer the key, so FUTEX_WAIT returns at
+//     once (EAGAIN) and the waiter loops and announces again. No erasure can
+//     strand a sleeper.
+//   - cancel(key) takes back an announcement only while seq still equals
+//     key, which proves no bump erased it (seq returns to key only after
+//     2^32 bumps); otherwise there is nothing left to take back, and the
+//     count never drops below the live announcements.
+//   - A waiter killed while announced (SIGKILL inside FUTEX_WAIT) leaves its
+//     announcement behind only until the next notify, which clears it with
+//     one FUTEX_WAKE that finds nobody; later notifies cost one load again.
 type eventWords struct {
-	seq     atomic.Uint32
-	waiters atomic.Uint32
+	w atomic.Uint64
 }
 
-// reset zeroes both words for a constructor. Each is an atomic store: other
-// processes may already be touching them through a stale view, and a plain
-// struct store next to atomic accesses of the same words is a data race.
-func (e *eventWords) reset() {
-	e.seq.Store(0)
-	e.waiters.Store(0)
-}
+const waiterOne = 1 << 32 // one announcement in the count half
 
+// reset zeroes the word for a constructor. It is an atomic store: other
+// processes may already be touching it through a stale view, and a plain
+// struct store next to atomic accesses of the same word is a data race.
+func (e *eventWords) reset() { e.w.Store(0) }
+
+// prepare announces a waiter and returns the key to sleep on.
+//
+// The count cannot overflow into garbage: announcements that nobody takes
+// back (Notifier.Cancel, killed waiters) are cleared by the next notify, and
+// should 2^31 of them pile up without one, prepare clears them itself.
 func (e *eventWords) prepare() uint32 {
-	e.waiters.Add(1)
-	return e.seq.Load()
+	w := e.w.Add(waiterOne)
+	if w>>63 != 0 {
+		e.wakeAll()
+		w = e.w.Add(waiterOne)
+	}
+	return uint32(w)
 }
 
-func (e *eventWords) cancel() { e.waiters.Add(^uint32(0)) }
+// cancel takes back the announcement that prepare made with key, if no wake
+// has consumed it yet.
+func (e *eventWords) cancel(key uint32) {
+	for {
+		w := e.w.Load()
+		if uint32(w) != key || w < waiterOne {
+			return // a wake consumed it (and every other announcement on key)
+		}
+		if e.w.CompareAndSwap(w, w-waiterOne) {
+			return
+		}
+	}
+}
+
+// waiting returns how many announcements stand.
+func (e *eventWords) waiting() uint32 { return uint32(e.w.Load() >> 32) }
+
+// seq returns the current futex value.
+func (e *eventWords) seq() uint32 { return uint32(e.w.Load()) }
 
 // notify wakes every sleeper if anyone announced a wait.
 func (e *eventWords) notify() {
-	if e.waiters.Load() != 0 {
+	if e.w.Load() >= waiterOne {
 		e.wakeAll()
 	}
 }
 
-// wakeAll bumps seq unconditionally and wakes every sleeper. A waiter that
-// has prepared but not yet entered FUTEX_WAIT then fails the value check.
+// wakeAll bumps seq and clears the count in one step, then wakes every
+// sleeper. A waiter that has prepared but not yet entered FUTEX_WAIT then
+// fails the value check; one that is asleep is woken and announces itself
+// again if it must sleep once more.
 func (e *eventWords) wakeAll() {
-	e.seq.Add(1)
-	futexWake(&e.seq, 0)
+	for {
+		w := e.w.Load()
+		if e.w.CompareAndSwap(w, uint64(uint32(w)+1)) {
+			break
+		}
+	}
+	futexWake(seqWord(&e.w), 0)
 }
 
-// sleep blocks on seq while it equals key, for at most timeout, then retracts
-// the wait announced by prepare. It returns errTimedOut on timeout.
+// sleep blocks on seq while it equals key, for at most timeout, then takes
+// back the announcement prepare made (if no wake consumed it). It returns
+// errTimedOut on timeout.
 func (e *eventWords) sleep(key uint32, timeout time.Duration) error {
-	err := futexWait(&e.seq, key, timeout)
-	e.cancel()
+	err := futexWait(seqWord(&e.w), key, timeout)
+	e.cancel(key)
 	return err
 }
 
@@ -137,8 +188,7 @@ func NewNotifier(mem []byte) (*Notifier, error) {
 	if err != nil {
 		return nil, err
 	}
-	n.l.ev.seq.Store(0)
-	n.l.ev.waiters.Store(0)
+	n.l.ev.reset()
 	return n, nil
 }
 
@@ -159,8 +209,10 @@ func AttachNotifier(mem []byte) (*Notifier, error) {
 // exactly one Wait or Cancel.
 func (n *Notifier) Prepare() uint32 { return n.l.ev.prepare() }
 
-// Cancel retracts a Prepare whose condition turned out to hold already.
-func (n *Notifier) Cancel() { n.l.ev.cancel() }
+// Cancel retracts a Prepare whose condition turned out to hold already. It
+// costs nothing: the announcement stays until the next Notify, which then
+// issues one wake system call that finds nobody and clears it.
+func (n *Notifier) Cancel() {}
 
 // Wait blocks until a Notify that happened after the Prepare that returned
 // key, or until ctx is done (returning ctx's error). It polls for up to ~50 µs
@@ -168,8 +220,8 @@ func (n *Notifier) Cancel() { n.l.ev.cancel() }
 // It may return nil spuriously: re-check the condition and Prepare again.
 func (n *Notifier) Wait(ctx context.Context, key uint32) error {
 	ev := &n.l.ev
-	if spinUntil(defaultSpin, func() bool { return ev.seq.Load() != key }) {
-		ev.cancel()
+	if spinUntil(defaultSpin, func() bool { return ev.seq() != key }) {
+		ev.cancel(key)
 		return nil
 	}
 	var stop func() bool
@@ -180,19 +232,19 @@ func (n *Notifier) Wait(ctx context.Context, key uint32) error {
 	}()
 	for {
 		if err := ctxErr(ctx); err != nil {
-			ev.cancel()
+			ev.cancel(key)
 			return err
 		}
 		if stop == nil && ctx.Done() != nil {
 			stop = context.AfterFunc(ctx, ev.wakeAll)
 		}
 		d, _ := sliceFor(ctx)
-		if err := futexWait(&ev.seq, key, d); err != nil && err != errTimedOut {
-			ev.cancel()
+		if err := futexWait(seqWord(&ev.w), key, d); err != nil && err != errTimedOut {
+			ev.cancel(key)
 			return err
 		}
-		if ev.seq.Load() != key {
-			ev.cancel()
+		if ev.seq() != key {
+			ev.cancel(key)
 			return nil
 		}
 	}

@@ -453,7 +453,7 @@ func TestNotifier(t *testing.T) {
 	if err := n.Wait(ctx, key); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Wait(no notify) = %v, want DeadlineExceeded", err)
 	}
-	if w := n.l.ev.waiters.Load(); w != 0 {
+	if w := n.l.ev.waiting(); w != 0 {
 		t.Errorf("waiters = %d after every Wait returned, want 0", w)
 	}
 }

@@ -11,7 +11,7 @@ import (
 
 const (
 	ringMagic   = 0x474e5252 // "RRNG" little-endian
-	ringVersion = 1
+	ringVersion = 2          // 2: one-word event counts whose wakes clear the waiter count
 
 	// recHdr is the size of the record header that precedes every record:
 	// a little-endian uint32 length and a uint32 kind. Records start on
@@ -457,7 +457,7 @@ func (r *Ring) await(ctx context.Context, ev *eventWords, pos *atomic.Uint64, se
 		}
 		key := ev.prepare()
 		if moved() {
-			ev.cancel()
+			ev.cancel(key)
 			return nil
 		}
 		if stop == nil && ctx.Done() != nil {

@@ -33,8 +33,7 @@ func NewSemaphore(mem []byte, initial uint32) (*Semaphore, error) {
 		return nil, ErrLayout
 	}
 	l.count.Store(initial)
-	l.ev.seq.Store(0)
-	l.ev.waiters.Store(0)
+	l.ev.reset()
 	l.magic.Store(semMagic)
 	return &Semaphore{l: l}, nil
 }
@@ -89,11 +88,11 @@ func (s *Semaphore) Wait(ctx context.Context) error {
 	for {
 		key := ev.prepare()
 		if s.TryWait() {
-			ev.cancel()
+			ev.cancel(key)
 			return nil
 		}
 		if err := ctxErr(ctx); err != nil {
-			ev.cancel()
+			ev.cancel(key)
 			return err
 		}
 		if stop == nil && ctx.Done() != nil {
