@@ -1,6 +1,10 @@
 package ipc
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"os"
+)
 
 var (
 	// ErrTooLarge is returned by Put and TryPut for a message longer than the
@@ -34,3 +38,7 @@ var (
 	// live process. Configure more Lanes.
 	ErrNoLane = errors.New("ipc: no free queue lane")
 )
+
+// errDetached is what calls on a Queue return once its memory is being let
+// go in this process. It wraps os.ErrClosed.
+var errDetached = fmt.Errorf("ipc: queue detached in this process; attach it again (UnmarshalBinary) to use it: %w", os.ErrClosed)

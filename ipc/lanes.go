@@ -58,6 +58,10 @@ type lanes struct {
 	next   int // consumer's round-robin start
 	spin   time.Duration
 
+	// quit is set when this process lets the queue's memory go (Detach):
+	// blocked calls return errDetached instead of touching it again.
+	quit atomic.Bool
+
 	// consumer word last made the peer of this process's lane's ring
 	// (producer side).
 	peerWord uint64
@@ -173,7 +177,7 @@ func (q *lanes) put(ctx context.Context, msg []byte, block bool) error {
 	}
 	var err error
 	if block {
-		err = r.Put(ctx, msg)
+		err = r.putWait(ctx, msg, &q.quit)
 	} else {
 		err = r.TryPut(msg)
 	}
@@ -214,46 +218,25 @@ func (q *lanes) tryGet(dst []byte) ([]byte, error) {
 }
 
 // get blocks until a message arrives in any lane, the queue is closed and
-// drained, or ctx is done.
+// drained, quit is set, or ctx is done.
 func (q *lanes) get(ctx context.Context, dst []byte) ([]byte, error) {
-	out, err := q.tryGet(dst)
-	if err != ErrEmpty {
-		return out, err
-	}
-	var got bool
-	spinUntil(q.spin, func() bool {
+	var out []byte
+	var err error
+	ready := func() bool {
+		if q.quit.Load() {
+			out, err = dst, errDetached
+			return true
+		}
 		out, err = q.tryGet(dst)
-		got = err != ErrEmpty
-		return got
-	})
-	if got {
+		return err != ErrEmpty
+	}
+	if ready() {
 		return out, err
 	}
-	ev := &q.l.ev
-	var stop func() bool
-	defer func() {
-		if stop != nil {
-			stop()
-		}
-	}()
-	for {
-		key := ev.prepare()
-		if out, err := q.tryGet(dst); err != ErrEmpty {
-			ev.cancel(key)
-			return out, err
-		}
-		if err := ctxErr(ctx); err != nil {
-			ev.cancel(key)
-			return dst, err
-		}
-		if stop == nil && ctx.Done() != nil {
-			stop = context.AfterFunc(ctx, ev.wakeAll)
-		}
-		d, _ := sliceFor(ctx)
-		if err := ev.sleep(key, d); err != nil && err != errTimedOut {
-			return dst, err
-		}
+	if werr := await(ctx, &q.l.ev, q.spin, nil, ready, nil); werr != nil {
+		return dst, werr
 	}
+	return out, err
 }
 
 // close marks the queue and every lane closed and wakes everyone.
