@@ -2,6 +2,7 @@ package ipc
 
 import (
 	"context"
+	"errors"
 	"os"
 	"sync"
 	"testing"
@@ -61,5 +62,77 @@ func TestQueueTwoViewsOneProcess(t *testing.T) {
 	}
 	if it, err := q.Get(ctx); err != nil || it != (item{0, perView}) {
 		t.Fatalf("Get() = %v, %v; want %v", it, err, item{0, perView})
+	}
+}
+
+// TestQueueDetachInterruptsBlockedCalls: Detach of the creating view unmaps
+// the segment, so it must first make calls blocked in it (in any view of
+// this process) return os.ErrClosed and wait for them to leave; a context
+// cancelled at the same moment must not wake anything after the unmap.
+// Without that the process dies with "fatal error: fault".
+func TestQueueDetachInterruptsBlockedCalls(t *testing.T) {
+	get := func(ctx context.Context, q *Queue[item]) error { _, err := q.Get(ctx); return err }
+	put := func(ctx context.Context, q *Queue[item]) error { return q.Put(ctx, item{1, 1}) }
+	tests := []struct {
+		name      string
+		full      bool // fill the lane first, so that Put blocks
+		otherView bool // block in a second view of the queue, not the creator's
+		cancelToo bool // cancel the call's context while Detach runs
+		call      func(context.Context, *Queue[item]) error
+		sleeper   func(*lanes) *eventWords
+	}{
+		{"Get on an empty queue", false, false, false, get, func(l *lanes) *eventWords { return &l.l.ev }},
+		{"Put on a full lane", true, false, false, put, func(l *lanes) *eventWords { return &l.rings[0].l.space }},
+		{"Get in another view of the process", false, true, false, get, func(l *lanes) *eventWords { return &l.l.ev }},
+		{"Get whose context is cancelled meanwhile", false, false, true, get, func(l *lanes) *eventWords { return &l.l.ev }},
+		{"Put whose context is cancelled meanwhile", true, false, true, put, func(l *lanes) *eventWords { return &l.rings[0].l.space }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for i := range 20 {
+				q, err := NewQueue[item](&QueueConfig{Producers: 1, Ring: &RingConfig{Capacity: 256}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if tt.full {
+					for q.TryPut(item{0, 0}) == nil {
+					}
+				}
+				caller := q
+				if tt.otherView {
+					b, _ := q.MarshalBinary()
+					caller = new(Queue[item])
+					if err := caller.UnmarshalBinary(b); err != nil {
+						t.Fatal(err)
+					}
+				}
+				ctx, cancel := context.WithCancel(context.Background())
+				errc := make(chan error, 1)
+				go func() { errc <- tt.call(ctx, caller) }()
+				if i%2 == 0 { // asleep on the futex; odd rounds race the poll
+					ev := tt.sleeper(q.st.q)
+					waitFor(t, 5*time.Second, "call asleep", func() bool { return ev.waiting() != 0 })
+				}
+				if tt.cancelToo {
+					go cancel()
+				}
+				if err := q.Detach(); err != nil {
+					t.Fatalf("Detach() = %v", err)
+				}
+				select {
+				case err := <-errc:
+					if !errors.Is(err, os.ErrClosed) && !(tt.cancelToo && errors.Is(err, context.Canceled)) {
+						t.Fatalf("round %d: blocked call returned %v after Detach, want os.ErrClosed", i, err)
+					}
+				case <-time.After(5 * time.Second):
+					t.Fatalf("round %d: blocked call still running 5s after Detach", i)
+				}
+				if err := tt.call(ctx, caller); !errors.Is(err, os.ErrClosed) && !(tt.cancelToo && errors.Is(err, context.Canceled)) {
+					t.Fatalf("round %d: call after Detach = %v, want os.ErrClosed", i, err)
+				}
+				caller.Detach()
+				cancel()
+			}
+		})
 	}
 }
