@@ -2,6 +2,7 @@ package ipc
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"sync/atomic"
 	"time"
@@ -56,7 +57,10 @@ type lanes struct {
 	rings  []*Ring
 	mine   int // lane this process produces into; -1 before the first put
 	next   int // consumer's round-robin start
-	spin   time.Duration
+	// aside marks the lanes this consumer found corrupt: reported once,
+	// never read again (consumer side).
+	aside []bool
+	spin  time.Duration
 
 	// quit is set when this process lets the queue's memory go (Detach):
 	// blocked calls return errDetached instead of touching it again.
@@ -119,7 +123,7 @@ func attachLanes(mem []byte) (*lanes, error) {
 	if len(mem) < queueHeaderSize+n*stride {
 		return nil, ErrLayout
 	}
-	q := &lanes{l: l, mine: -1, spin: defaultSpin}
+	q := &lanes{l: l, mine: -1, spin: defaultSpin, aside: make([]bool, n)}
 	for i := range n {
 		lane := mem[queueHeaderSize+i*stride : queueHeaderSize+(i+1)*stride]
 		r, err := AttachRing(lane[lineSize:])
@@ -196,25 +200,41 @@ func (q *lanes) consume() {
 }
 
 // tryGet takes one message from the first non-empty lane after the last one
-// served (round-robin, so one busy producer cannot starve the others).
+// served (round-robin, so one busy producer cannot starve the others). A
+// lane whose ring turns out corrupt is reported once and set aside: its
+// producer alone wrote it, so the other lanes are still sound.
 func (q *lanes) tryGet(dst []byte) ([]byte, error) {
 	closed := q.l.closed.Load() != 0
 	n := len(q.rings)
 	for k := range n {
 		i := (q.next + k) % n
+		if q.aside[i] {
+			continue
+		}
 		out, st := q.rings[i].get(dst)
 		switch st {
 		case opDone:
 			q.next = i + 1
 			return out, nil
 		case opCorrupt:
-			return dst, ErrCorrupt
+			q.aside[i] = true
+			q.next = i + 1
+			return dst, q.corruptLane(i)
 		}
 	}
 	if closed {
 		return dst, os.ErrClosed
 	}
 	return dst, ErrEmpty
+}
+
+// corruptLane describes lane i, just set aside.
+func (q *lanes) corruptLane(i int) error {
+	const what = "this consumer no longer reads it and keeps serving the other lanes; its producer must start over on a new queue"
+	if pid := q.owners[i].owner.Load(); pid != 0 {
+		return fmt.Errorf("queue lane %d (producer pid %d): %w: %s", i, pid, ErrCorrupt, what)
+	}
+	return fmt.Errorf("queue lane %d (no producer): %w: %s", i, ErrCorrupt, what)
 }
 
 // get blocks until a message arrives in any lane, the queue is closed and

@@ -209,9 +209,12 @@ func (q *Queue[T]) TryPut(v T) error {
 // Get returns the next value, blocking while every lane is empty. After
 // Close it returns what was committed, then os.ErrClosed; after Detach (of
 // this view, or of the creator's view in this process) it returns an error
-// wrapping os.ErrClosed at once. A value that fails
-// to decode is consumed and reported as an error. Get and TryGet make this
-// process the queue's consumer, whose death blocked producers notice.
+// wrapping os.ErrClosed at once. A value that fails to decode is consumed
+// and reported as an error. A lane found corrupt is reported once, with an
+// error wrapping ErrCorrupt that names the lane and its producer's pid; this
+// process never reads that lane again and goes on serving the others. Get
+// and TryGet make this process the queue's consumer, whose death blocked
+// producers notice.
 func (q *Queue[T]) Get(ctx context.Context) (T, error) {
 	if !q.enter() {
 		var zero T

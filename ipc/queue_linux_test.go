@@ -2,8 +2,10 @@ package ipc
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -132,6 +134,84 @@ func TestQueueDetachInterruptsBlockedCalls(t *testing.T) {
 				}
 				caller.Detach()
 				cancel()
+			}
+		})
+	}
+}
+
+// TestQueueCorruptLaneSetAside: hostile bytes in one lane's ring are
+// reported once, as an error wrapping ErrCorrupt that names the lane and
+// its producer, and the consumer keeps serving every message of the other
+// lanes.
+func TestQueueCorruptLaneSetAside(t *testing.T) {
+	const perLane, victim, fakePid = 5, 1, 4242
+	tests := []struct {
+		name   string
+		damage func(r *Ring)
+	}{
+		{"head misaligned", func(r *Ring) { r.l.head.Add(4) }},
+		{"tail more than a ring ahead of head", func(r *Ring) { r.l.tail.Add(8 * r.capacity) }},
+		{"record length past the ring", func(r *Ring) {
+			binary.LittleEndian.PutUint32(r.data[r.l.head.Load()&r.mask:], 5000)
+		}},
+		{"record of an unknown kind", func(r *Ring) {
+			binary.LittleEndian.PutUint32(r.data[r.l.head.Load()&r.mask+4:], 77)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q, _ := mustQueue(t, &QueueConfig{Producers: 3, Ring: &RingConfig{Capacity: 1024}})
+			ctx := context.Background()
+			l := q.st.q
+			for i := range int64(perLane) {
+				if err := q.Put(ctx, item{0, i}); err != nil { // this process's lane: 0
+					t.Fatal(err)
+				}
+				for lane := 1; lane < 3; lane++ { // as other producers would
+					b, err := q.codec.Append(nil, item{int32(lane), i})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if err := l.rings[lane].TryPut(b); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			l.owners[victim].owner.Store(fakePid)
+			tt.damage(l.rings[victim])
+
+			next := make(map[int32]int64)
+			var corrupt []error
+			for range 100 {
+				it, err := q.TryGet()
+				if errors.Is(err, ErrEmpty) {
+					break
+				}
+				if errors.Is(err, ErrCorrupt) {
+					corrupt = append(corrupt, err)
+					continue
+				}
+				if err != nil {
+					t.Fatalf("TryGet() = %v with %v delivered", err, next)
+				}
+				checkOrder(t, next, it)
+			}
+			if len(corrupt) != 1 {
+				t.Fatalf("got %d ErrCorrupt reports (first: %v), want exactly 1", len(corrupt), errors.Join(corrupt[:min(1, len(corrupt))]...))
+			}
+			if msg := corrupt[0].Error(); !strings.Contains(msg, "lane 1") || !strings.Contains(msg, "4242") {
+				t.Errorf("error %q does not name lane %d and producer pid %d", msg, victim, fakePid)
+			}
+			for _, lane := range []int32{0, 2} {
+				if next[lane] != perLane {
+					t.Errorf("healthy lane %d delivered %d messages, want %d", lane, next[lane], perLane)
+				}
+			}
+			if err := q.Put(ctx, item{0, perLane}); err != nil {
+				t.Fatal(err)
+			}
+			if it, err := q.Get(ctx); err != nil || it != (item{0, perLane}) {
+				t.Errorf("Get() after the report = %v, %v; want %v", it, err, item{0, perLane})
 			}
 		})
 	}
