@@ -10,7 +10,7 @@ import (
 
 const (
 	queueMagic   = 0x55514d50 // "PMQU"
-	queueVersion = 3          // 2: the consumer word; 3: one-word event counts
+	queueVersion = 3          // 2: the consumer word; 3: one-word event counts, lane counts
 
 	defaultLanes = 8
 	maxLanes     = 1024
@@ -36,11 +36,19 @@ type queueLayout struct {
 	_  [lineSize - 8]byte
 }
 
-// laneLayout is one lane's owner line; the lane's Ring follows it.
+// laneLayout is one lane's bookkeeping, two lines: the owner word and the
+// producer's message count, then the consumer's count. The lane's Ring
+// follows it.
 type laneLayout struct {
 	owner atomic.Uint32 // pid of the producing process, 0 when free
-	_     [lineSize - 4]byte
+	_     [4]byte
+	puts  atomic.Uint64 // messages ever committed; stored by the producer after each commit
+	_     [lineSize - 16]byte
+	gets  atomic.Uint64 // messages ever taken; stored by the consumer after each take
+	_     [lineSize - 8]byte
 }
+
+const laneHeaderSize = 2 * lineSize
 
 const queueHeaderSize = 2 * lineSize
 
@@ -76,7 +84,7 @@ func lanesSize(n int, cfg *RingConfig) int {
 	if rs < 0 || n <= 0 || n > maxLanes {
 		return -1
 	}
-	return queueHeaderSize + n*(lineSize+rs)
+	return queueHeaderSize + n*(laneHeaderSize+rs)
 }
 
 func newLanes(mem []byte, n int, cfg *RingConfig) (*lanes, error) {
@@ -89,11 +97,14 @@ func newLanes(mem []byte, n int, cfg *RingConfig) (*lanes, error) {
 		return nil, ErrLayout
 	}
 	l.magic.Store(0)
-	stride := lineSize + RingSize(cfg)
+	stride := laneHeaderSize + RingSize(cfg)
 	for i := range n {
 		lane := mem[queueHeaderSize+i*stride:]
-		view[laneLayout](lane).owner.Store(0)
-		if _, err := NewRing(lane[lineSize:stride], cfg); err != nil {
+		ll := view[laneLayout](lane)
+		ll.owner.Store(0)
+		ll.puts.Store(0)
+		ll.gets.Store(0)
+		if _, err := NewRing(lane[laneHeaderSize:stride], cfg); err != nil {
 			return nil, err
 		}
 	}
@@ -117,7 +128,7 @@ func attachLanes(mem []byte) (*lanes, error) {
 		return nil, ErrCorrupt
 	}
 	n, stride := int(l.lanes.Load()), int(l.laneStride.Load())
-	if n <= 0 || n > maxLanes || stride < lineSize+ringHeaderSize || stride%lineSize != 0 {
+	if n <= 0 || n > maxLanes || stride < laneHeaderSize+ringHeaderSize || stride%lineSize != 0 {
 		return nil, ErrCorrupt
 	}
 	if len(mem) < queueHeaderSize+n*stride {
@@ -126,7 +137,7 @@ func attachLanes(mem []byte) (*lanes, error) {
 	q := &lanes{l: l, mine: -1, spin: defaultSpin, aside: make([]bool, n)}
 	for i := range n {
 		lane := mem[queueHeaderSize+i*stride : queueHeaderSize+(i+1)*stride]
-		r, err := AttachRing(lane[lineSize:])
+		r, err := AttachRing(lane[laneHeaderSize:])
 		if err != nil {
 			return nil, err
 		}
@@ -186,6 +197,7 @@ func (q *lanes) put(ctx context.Context, msg []byte, block bool) error {
 		err = r.TryPut(msg)
 	}
 	if err == nil {
+		q.owners[q.mine].puts.Add(1)
 		q.l.ev.notify()
 	}
 	return err
@@ -214,6 +226,7 @@ func (q *lanes) tryGet(dst []byte) ([]byte, error) {
 		out, st := q.rings[i].get(dst)
 		switch st {
 		case opDone:
+			q.owners[i].gets.Add(1)
 			q.next = i + 1
 			return out, nil
 		case opCorrupt:
@@ -226,6 +239,22 @@ func (q *lanes) tryGet(dst []byte) ([]byte, error) {
 		return dst, os.ErrClosed
 	}
 	return dst, ErrEmpty
+}
+
+// len counts the messages committed and not yet taken, lane by lane. The
+// counts are hostile input like everything shared: a lane is clamped to
+// what its ring can hold, and a count that reads as negative (the consumer
+// counted a take before the producer counted the commit) as zero.
+func (q *lanes) len() int {
+	n := 0
+	for i, o := range q.owners {
+		gets := o.gets.Load() // first: gets never passes puts for long
+		puts := o.puts.Load()
+		if puts > gets {
+			n += int(min(puts-gets, q.rings[i].capacity/recHdr))
+		}
+	}
+	return n
 }
 
 // corruptLane describes lane i, just set aside.

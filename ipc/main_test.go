@@ -73,7 +73,8 @@ func runChild(mode string) error {
 		}
 		return q.Detach()
 	case "queue-consumer":
-		// Take N items, then stay alive without consuming until killed.
+		// Take N items, then stay alive without consuming until killed (or
+		// detach and exit if MPROC_IPC_EXIT is set).
 		b, _ := hex.DecodeString(os.Getenv("MPROC_IPC_QUEUE"))
 		var q Queue[item]
 		if err := q.UnmarshalBinary(b); err != nil {
@@ -83,6 +84,9 @@ func runChild(mode string) error {
 			if _, err := q.Get(ctx); err != nil {
 				return fmt.Errorf("get %d: %w", i, err)
 			}
+		}
+		if os.Getenv("MPROC_IPC_EXIT") != "" {
+			return q.Detach()
 		}
 		time.Sleep(time.Minute)
 		return nil

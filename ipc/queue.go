@@ -34,15 +34,21 @@ type QueueConfig struct {
 // Each producer process gets its own lane (an SPSC Ring) on its first Put, so
 // a producer killed at any instruction never blocks or corrupts the others:
 // what it committed is still delivered, and its lane is reused once its pid
-// is gone. Messages of one producer arrive in order; different producers are
-// served round-robin.
+// is gone.
+//
+// Order is FIFO per producer process and round-robin across producers: the
+// consumer takes one message from each non-empty lane in turn, so there is
+// no global order between messages of different producers, and one busy
+// producer cannot starve the others.
+//
+// The consumer may move from one process to another (whichever calls Get or
+// TryGet), but only one process may consume at a time.
 //
 // A Queue travels to another process as its MarshalBinary form (the segment
 // id): pass it as a pool task argument, or attach its segment in the child
 // (shm.OpenFD) and call UnmarshalBinary. Methods are safe for concurrent use
 // by goroutines of one process, through any number of views of the queue in
-// that process (they share one lane and one lock); only one process may
-// consume.
+// that process (they share one lane and one lock).
 type Queue[T any] struct {
 	st       *queueState
 	seg      *shm.Segment
@@ -282,6 +288,20 @@ func (q *Queue[T]) Detach() error {
 		return q.seg.Close()
 	}
 	return nil
+}
+
+// Len returns how many messages have been committed to the queue and not
+// yet taken, across all lanes. It is a snapshot: producers and the consumer,
+// in this process or others, may change it before Len returns, so use it for
+// monitoring and back-off decisions, not to predict that a Get will not
+// block. A producer killed between committing a message and counting it
+// leaves its lane's figure one short. It returns 0 on a detached view.
+func (q *Queue[T]) Len() int {
+	if !q.enter() {
+		return 0
+	}
+	defer q.st.gate.exit()
+	return q.st.q.len()
 }
 
 const queueWireMagic = "ipcQ"

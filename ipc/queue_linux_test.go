@@ -216,3 +216,45 @@ func TestQueueCorruptLaneSetAside(t *testing.T) {
 		})
 	}
 }
+
+// TestQueueLen: Len counts committed, untaken messages across lanes.
+func TestQueueLen(t *testing.T) {
+	q, _ := mustQueue(t, &QueueConfig{Producers: 2, Ring: &RingConfig{Capacity: 1024}})
+	ctx := context.Background()
+	steps := []struct {
+		name       string
+		puts, gets int
+		want       int
+	}{
+		{"empty", 0, 0, 0},
+		{"after five puts", 5, 0, 5},
+		{"after two gets", 0, 2, 3},
+		{"after draining", 0, 3, 0},
+	}
+	seq := int64(0)
+	for _, s := range steps {
+		for range s.puts {
+			if err := q.Put(ctx, item{0, seq}); err != nil {
+				t.Fatal(err)
+			}
+			seq++
+		}
+		for range s.gets {
+			if _, err := q.Get(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := q.Len(); got != s.want {
+			t.Errorf("%s: Len() = %d, want %d", s.name, got, s.want)
+		}
+	}
+	l := q.st.q
+	l.owners[1].puts.Store(1 << 40) // hostile count: clamped to what a ring holds
+	if got, max := q.Len(), int(l.rings[1].capacity/recHdr); got != max {
+		t.Errorf("Len() with a hostile lane count = %d, want it clamped to %d", got, max)
+	}
+	q.Detach()
+	if got := q.Len(); got != 0 {
+		t.Errorf("Len() after Detach = %d, want 0", got)
+	}
+}

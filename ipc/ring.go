@@ -301,7 +301,11 @@ func (r *Ring) put(msg []byte) int {
 // get tries to take one message, appending it to dst[:0].
 func (r *Ring) get(dst []byte) ([]byte, int) {
 	head := r.l.head.Load()
-	if head == r.tailCache {
+	// A cached tail behind head is only stale (another view, in this
+	// process or another, consumed past it: a consumer handed over), not
+	// proof of corruption: reload it, and judge the loaded value. Tail only
+	// grows, so a cache at or ahead of head still bounds committed records.
+	if avail := r.tailCache - head; avail == 0 || avail > r.capacity {
 		r.tailCache = r.l.tail.Load()
 		if head == r.tailCache {
 			return dst, opWait
