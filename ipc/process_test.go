@@ -491,13 +491,18 @@ func TestNotifier(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := n.Prepare()
+	notified := make(chan struct{})
 	go func() {
+		defer close(notified)
 		time.Sleep(5 * time.Millisecond)
 		n.Notify()
 	}()
 	if err := n.Wait(context.Background(), key); err != nil {
 		t.Errorf("Wait() = %v", err)
 	}
+	// Wait may return as soon as seq moves, before Notify has returned; a
+	// Notify still running must not count for the Prepare below.
+	<-notified
 	key = n.Prepare()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 	defer cancel()

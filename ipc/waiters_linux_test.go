@@ -4,6 +4,8 @@ package ipc
 
 import (
 	"context"
+	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -64,4 +66,90 @@ func TestWaitersHealAfterKilledSleeper(t *testing.T) {
 	if futexWakeCalls() == before {
 		t.Error("Post made no FUTEX_WAKE call with a live waiter asleep")
 	}
+}
+
+// pingPong runs rounds of a hand-off with a child process: round does the
+// parent's half of one. A lost wake-up shows as a round that lasts a whole
+// 100 ms sleep slice (or, for a Notifier, a round that never ends: the
+// deadline fails the test rather than hanging it).
+func pingPong(t *testing.T, rounds int, round func(ctx context.Context, i int) error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var worst time.Duration
+	stalls := 0
+	wakes := futexWakeCalls()
+	for i := range rounds {
+		start := time.Now()
+		if err := round(ctx, i); err != nil {
+			t.Fatalf("round %d: %v (slowest so far %v)", i, err, worst)
+		}
+		d := time.Since(start)
+		worst = max(worst, d)
+		if d >= 90*time.Millisecond {
+			stalls++
+		}
+	}
+	// One stall can be a descheduled process on a loaded machine; a broken
+	// protocol loses wake-ups again and again.
+	if stalls > 1 {
+		t.Errorf("%d of %d hand-offs took over 90 ms (slowest %v): wake-ups were lost", stalls, rounds, worst)
+	}
+	wakes = futexWakeCalls() - wakes
+	if wakes == 0 {
+		t.Error("no hand-off went through a futex wake: the test exercised only polling")
+	}
+	t.Logf("%d cross-process hand-offs, %d woke the child from the futex; slowest %v", rounds, wakes, worst)
+}
+
+// TestSemaphoreProcessNoLostWakeup: parent and child hand a token back and
+// forth through two Semaphores in a shared segment; every Post is consumed
+// by exactly one Wait.
+func TestSemaphoreProcessNoLostWakeup(t *testing.T) {
+	const rounds = 500
+	seg := mustSegment(t, pingPongSize)
+	mem := seg.Bytes()
+	a, err := NewSemaphore(mem[:SemaphoreSize], 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewSemaphore(mem[lineSize:lineSize+SemaphoreSize], 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	child := startChild(t, "sem-pingpong", seg, "MPROC_IPC_N="+strconv.Itoa(rounds))
+	pingPong(t, rounds, func(ctx context.Context, i int) error {
+		pingPongPause(i + 1) // out of step with the child's pauses
+		a.Post()
+		return b.Wait(ctx)
+	})
+	waitChild(t, child)
+	if a.TryWait() || b.TryWait() {
+		t.Error("a Post was left unconsumed after every round")
+	}
+}
+
+// TestNotifierProcessNoLostWakeup: parent and child take turns on a shared
+// word, each sleeping on its Notifier until the other has moved the turn.
+func TestNotifierProcessNoLostWakeup(t *testing.T) {
+	const rounds = 500
+	seg := mustSegment(t, pingPongSize)
+	mem := seg.Bytes()
+	a, err := NewNotifier(mem[:NotifierSize])
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewNotifier(mem[lineSize : lineSize+NotifierSize])
+	if err != nil {
+		t.Fatal(err)
+	}
+	turn := view[atomic.Uint32](mem[2*lineSize:])
+	child := startChild(t, "notifier-pingpong", seg, "MPROC_IPC_N="+strconv.Itoa(rounds))
+	pingPong(t, rounds, func(ctx context.Context, i int) error {
+		pingPongPause(i + 1)
+		turn.Store(2*uint32(i) + 1)
+		a.Notify()
+		return awaitTurn(ctx, b, turn, 2*uint32(i)+2)
+	})
+	waitChild(t, child)
 }
