@@ -153,3 +153,56 @@ func TestNotifierProcessNoLostWakeup(t *testing.T) {
 	})
 	waitChild(t, child)
 }
+
+// TestWaitAllocs: the paths that find their condition at once (or within
+// the poll) allocate nothing, even with a cancellable context.
+func TestWaitAllocs(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sem, err := NewSemaphore(alignedMem(SemaphoreSize), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := NewNotifier(alignedMem(NotifierSize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, _ := mustQueue(t, &QueueConfig{Producers: 1})
+	tests := []struct {
+		name string
+		want float64
+		op   func() error
+	}{
+		{"Semaphore Post then Wait", 0, func() error { sem.Post(); return sem.Wait(ctx) }},
+		{"Notifier Prepare, Notify, Wait", 0, func() error {
+			key := n.Prepare()
+			n.Notify()
+			return n.Wait(ctx, key)
+		}},
+		// One allocation is the decode target: the codec takes it as an
+		// interface (internal/codec), on e6bc781 as now.
+		{"Queue Put then Get", 1, func() error {
+			if err := q.Put(ctx, item{1, 2}); err != nil {
+				return err
+			}
+			_, err := q.Get(ctx)
+			return err
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var err error
+			allocs := testing.AllocsPerRun(1000, func() {
+				if e := tt.op(); e != nil {
+					err = e
+				}
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if allocs > tt.want {
+				t.Errorf("%s allocated %v times per run, want at most %v", tt.name, allocs, tt.want)
+			}
+		})
+	}
+}
