@@ -30,12 +30,11 @@
 // each other's position, touching the peer's line only when the cache says
 // the ring is full or empty.
 //
-// The issue asked that messages larger than a slot go through a shared
-// arena. Here the ring is the arena: there are no fixed slots, a record is
-// exactly as large as its message, and a 64 KiB message is one header write
-// and one copy, the same path as a 64-byte one. MaxMessage (up to half the
-// ring) is the only limit, and a longer message fails with ErrTooLarge,
-// never truncated.
+// Large messages need no separate arena: the ring is the arena. There are
+// no fixed slots, a record is exactly as large as its message, and a 64 KiB
+// message is one header write and one copy, the same path as a 64-byte one.
+// MaxMessage (up to half the ring) is the only limit, and a longer message
+// fails with ErrTooLarge, never truncated.
 //
 // # Crashes
 //
@@ -45,7 +44,8 @@
 // and never a lock. SetPeer lets a blocked call notice a dead peer
 // (ErrPeerDied); a monitor that learns of a death earlier can call Close or
 // Wake. Everything read from shared memory is validated: a bad header or
-// record gives ErrCorrupt, never a panic or an out-of-range access.
+// record gives ErrCorrupt, never a panic or an out-of-range access. A Queue
+// reports a corrupt lane once and goes on serving the other lanes.
 //
 // # Waiting
 //
@@ -54,22 +54,30 @@
 // Ring the budget adapts to how long recent waits lasted), then sleeps on a
 // shared futex in slices of at most 100 ms, re-checking the closed flag, its
 // context and its peer after each. Waiters announce themselves in a count
-// (Dekker's protocol with sequentially consistent atomics), so the other side
-// issues FUTEX_WAKE only when someone may sleep: while both sides are awake,
-// Put and Get make no system call and allocate nothing. Cancelling the
-// context wakes a sleeper at once.
+// beside the futex word (Dekker's protocol with sequentially consistent
+// atomics), so the other side issues FUTEX_WAKE only when someone may sleep:
+// while both sides are awake, Put and Get make no system call and allocate
+// nothing. A wake clears the count, and each sleeper announces itself again
+// before it sleeps again, so a waiter killed in its sleep costs one wasted
+// FUTEX_WAKE, not one per notify forever. Cancelling the context wakes a
+// sleeper at once.
 //
 // # Caveats
 //
 //   - Views do not keep the memory mapped: the segment must stay open until
 //     every view in the process is dropped. Detach in the creating process
-//     unmaps a Queue's segment.
+//     unmaps a Queue's segment; it first makes calls blocked in any of the
+//     process's views of the queue return an error wrapping os.ErrClosed,
+//     and waits until none is inside the memory.
 //   - A Ring has exactly one producer and one consumer at a time. Two
 //     concurrent producers (or consumers) corrupt it; Queue serialises the
 //     goroutines of one process with a mutex, shared by every view of the
 //     queue in that process.
+//   - Queue order is FIFO per producer process and round-robin across
+//     producers; there is no order between different producers' messages.
 //   - Queue has many producers but one consumer process: the creator, until
-//     another process calls Get or TryGet. Its pid and start time sit in the
+//     another process calls Get or TryGet (consuming may be handed from one
+//     process to another, not shared). Its pid and start time sit in the
 //     queue's header, and a Put blocked on a full lane returns ErrPeerDied
 //     within about 100 ms of that process's death. Several consumers that
 //     survive each other's death need per-consumer claims that a dead

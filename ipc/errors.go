@@ -1,6 +1,10 @@
 package ipc
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"os"
+)
 
 var (
 	// ErrTooLarge is returned by Put and TryPut for a message longer than the
@@ -23,7 +27,8 @@ var (
 
 	// ErrCorrupt is returned when shared memory holds values no correct peer
 	// writes (a bad header on attach, positions out of range, a record that
-	// crosses the ring). The memory must be discarded and rebuilt.
+	// crosses the ring). The memory must be discarded and rebuilt; a Queue
+	// consumer sets only the damaged lane aside and serves the others.
 	ErrCorrupt = errors.New("ipc: shared memory corrupt")
 
 	// ErrLayout is returned by a constructor whose memory is too small or not
@@ -31,6 +36,10 @@ var (
 	ErrLayout = errors.New("ipc: bad memory layout or configuration")
 
 	// ErrNoLane is returned by a Queue producer when every lane is owned by a
-	// live process. Configure more Lanes.
+	// live process. Configure more QueueConfig.Producers.
 	ErrNoLane = errors.New("ipc: no free queue lane")
 )
+
+// errDetached is what calls on a Queue return once its memory is being let
+// go in this process. It wraps os.ErrClosed.
+var errDetached = fmt.Errorf("ipc: queue detached in this process; attach it again (UnmarshalBinary) to use it: %w", os.ErrClosed)

@@ -60,6 +60,7 @@ func futexWait(addr *atomic.Uint32, val uint32, timeout time.Duration) error {
 // syscall (about 0.3 µs here), which is why callers first consult a waiters
 // count.
 func futexWake(addr *atomic.Uint32, n int) int {
+	futexWakes.Add(1)
 	if n <= 0 || n > math.MaxInt32 {
 		n = math.MaxInt32
 	}
@@ -71,6 +72,10 @@ func futexWake(addr *atomic.Uint32, n int) int {
 	}
 	return int(r)
 }
+
+// futexWakes counts FUTEX_WAKE calls, for tests that check when wakes are
+// issued. The add is noise next to the system call it counts.
+var futexWakes atomic.Uint64
 
 // osYield gives up the CPU to another runnable thread, if any
 // (sched_yield(2)); the calling thread stays runnable.

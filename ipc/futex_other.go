@@ -24,5 +24,8 @@ func futexWait(addr *atomic.Uint32, val uint32, timeout time.Duration) error {
 // futexWake is a no-op off Linux.
 func futexWake(addr *atomic.Uint32, n int) int { return 0 }
 
+// futexWakes counts futexWake calls (always 0 here).
+var futexWakes atomic.Uint64
+
 // osYield yields the processor to another goroutine.
 func osYield() { runtime.Gosched() }

@@ -23,7 +23,7 @@ func timeToSleep(tb testing.TB) (time.Duration, func()) {
 		errc <- err
 	}()
 	start := <-began
-	for r.l.data.waiters.Load() == 0 {
+	for r.l.data.waiting() == 0 {
 		if time.Since(start) > time.Second {
 			tb.Fatal("consumer still polling after 1s")
 		}

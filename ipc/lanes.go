@@ -2,6 +2,7 @@ package ipc
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"sync/atomic"
 	"time"
@@ -9,7 +10,7 @@ import (
 
 const (
 	queueMagic   = 0x55514d50 // "PMQU"
-	queueVersion = 2          // 2: the consumer word
+	queueVersion = 3          // 2: the consumer word; 3: one-word event counts, lane counts
 
 	defaultLanes = 8
 	maxLanes     = 1024
@@ -35,11 +36,19 @@ type queueLayout struct {
 	_  [lineSize - 8]byte
 }
 
-// laneLayout is one lane's owner line; the lane's Ring follows it.
+// laneLayout is one lane's bookkeeping, two lines: the owner word and the
+// producer's message count, then the consumer's count. The lane's Ring
+// follows it.
 type laneLayout struct {
 	owner atomic.Uint32 // pid of the producing process, 0 when free
-	_     [lineSize - 4]byte
+	_     [4]byte
+	puts  atomic.Uint64 // messages ever committed; stored by the producer after each commit
+	_     [lineSize - 16]byte
+	gets  atomic.Uint64 // messages ever taken; stored by the consumer after each take
+	_     [lineSize - 8]byte
 }
+
+const laneHeaderSize = 2 * lineSize
 
 const queueHeaderSize = 2 * lineSize
 
@@ -56,7 +65,14 @@ type lanes struct {
 	rings  []*Ring
 	mine   int // lane this process produces into; -1 before the first put
 	next   int // consumer's round-robin start
-	spin   time.Duration
+	// aside marks the lanes this consumer found corrupt: reported once,
+	// never read again (consumer side).
+	aside []bool
+	spin  time.Duration
+
+	// quit is set when this process lets the queue's memory go (Detach):
+	// blocked calls return errDetached instead of touching it again.
+	quit atomic.Bool
 
 	// consumer word last made the peer of this process's lane's ring
 	// (producer side).
@@ -68,7 +84,7 @@ func lanesSize(n int, cfg *RingConfig) int {
 	if rs < 0 || n <= 0 || n > maxLanes {
 		return -1
 	}
-	return queueHeaderSize + n*(lineSize+rs)
+	return queueHeaderSize + n*(laneHeaderSize+rs)
 }
 
 func newLanes(mem []byte, n int, cfg *RingConfig) (*lanes, error) {
@@ -81,11 +97,14 @@ func newLanes(mem []byte, n int, cfg *RingConfig) (*lanes, error) {
 		return nil, ErrLayout
 	}
 	l.magic.Store(0)
-	stride := lineSize + RingSize(cfg)
+	stride := laneHeaderSize + RingSize(cfg)
 	for i := range n {
 		lane := mem[queueHeaderSize+i*stride:]
-		view[laneLayout](lane).owner.Store(0)
-		if _, err := NewRing(lane[lineSize:stride], cfg); err != nil {
+		ll := view[laneLayout](lane)
+		ll.owner.Store(0)
+		ll.puts.Store(0)
+		ll.gets.Store(0)
+		if _, err := NewRing(lane[laneHeaderSize:stride], cfg); err != nil {
 			return nil, err
 		}
 	}
@@ -109,16 +128,16 @@ func attachLanes(mem []byte) (*lanes, error) {
 		return nil, ErrCorrupt
 	}
 	n, stride := int(l.lanes.Load()), int(l.laneStride.Load())
-	if n <= 0 || n > maxLanes || stride < lineSize+ringHeaderSize || stride%lineSize != 0 {
+	if n <= 0 || n > maxLanes || stride < laneHeaderSize+ringHeaderSize || stride%lineSize != 0 {
 		return nil, ErrCorrupt
 	}
 	if len(mem) < queueHeaderSize+n*stride {
 		return nil, ErrLayout
 	}
-	q := &lanes{l: l, mine: -1, spin: defaultSpin}
+	q := &lanes{l: l, mine: -1, spin: defaultSpin, aside: make([]bool, n)}
 	for i := range n {
 		lane := mem[queueHeaderSize+i*stride : queueHeaderSize+(i+1)*stride]
-		r, err := AttachRing(lane[lineSize:])
+		r, err := AttachRing(lane[laneHeaderSize:])
 		if err != nil {
 			return nil, err
 		}
@@ -173,11 +192,12 @@ func (q *lanes) put(ctx context.Context, msg []byte, block bool) error {
 	}
 	var err error
 	if block {
-		err = r.Put(ctx, msg)
+		err = r.putWait(ctx, msg, &q.quit)
 	} else {
 		err = r.TryPut(msg)
 	}
 	if err == nil {
+		q.owners[q.mine].puts.Add(1)
 		q.l.ev.notify()
 	}
 	return err
@@ -192,19 +212,27 @@ func (q *lanes) consume() {
 }
 
 // tryGet takes one message from the first non-empty lane after the last one
-// served (round-robin, so one busy producer cannot starve the others).
+// served (round-robin, so one busy producer cannot starve the others). A
+// lane whose ring turns out corrupt is reported once and set aside: its
+// producer alone wrote it, so the other lanes are still sound.
 func (q *lanes) tryGet(dst []byte) ([]byte, error) {
 	closed := q.l.closed.Load() != 0
 	n := len(q.rings)
 	for k := range n {
 		i := (q.next + k) % n
+		if q.aside[i] {
+			continue
+		}
 		out, st := q.rings[i].get(dst)
 		switch st {
 		case opDone:
+			q.owners[i].gets.Add(1)
 			q.next = i + 1
 			return out, nil
 		case opCorrupt:
-			return dst, ErrCorrupt
+			q.aside[i] = true
+			q.next = i + 1
+			return dst, q.corruptLane(i)
 		}
 	}
 	if closed {
@@ -213,47 +241,51 @@ func (q *lanes) tryGet(dst []byte) ([]byte, error) {
 	return dst, ErrEmpty
 }
 
+// len counts the messages committed and not yet taken, lane by lane. The
+// counts are hostile input like everything shared: a lane is clamped to
+// what its ring can hold, and a count that reads as negative (the consumer
+// counted a take before the producer counted the commit) as zero.
+func (q *lanes) len() int {
+	n := 0
+	for i, o := range q.owners {
+		gets := o.gets.Load() // first: gets never passes puts for long
+		puts := o.puts.Load()
+		if puts > gets {
+			n += int(min(puts-gets, q.rings[i].capacity/recHdr))
+		}
+	}
+	return n
+}
+
+// corruptLane describes lane i, just set aside.
+func (q *lanes) corruptLane(i int) error {
+	const what = "this consumer no longer reads it and keeps serving the other lanes; its producer must start over on a new queue"
+	if pid := q.owners[i].owner.Load(); pid != 0 {
+		return fmt.Errorf("queue lane %d (producer pid %d): %w: %s", i, pid, ErrCorrupt, what)
+	}
+	return fmt.Errorf("queue lane %d (no producer): %w: %s", i, ErrCorrupt, what)
+}
+
 // get blocks until a message arrives in any lane, the queue is closed and
-// drained, or ctx is done.
+// drained, quit is set, or ctx is done.
 func (q *lanes) get(ctx context.Context, dst []byte) ([]byte, error) {
-	out, err := q.tryGet(dst)
-	if err != ErrEmpty {
-		return out, err
-	}
-	var got bool
-	spinUntil(q.spin, func() bool {
+	var out []byte
+	var err error
+	ready := func() bool {
+		if q.quit.Load() {
+			out, err = dst, errDetached
+			return true
+		}
 		out, err = q.tryGet(dst)
-		got = err != ErrEmpty
-		return got
-	})
-	if got {
+		return err != ErrEmpty
+	}
+	if ready() {
 		return out, err
 	}
-	ev := &q.l.ev
-	var stop func() bool
-	defer func() {
-		if stop != nil {
-			stop()
-		}
-	}()
-	for {
-		key := ev.prepare()
-		if out, err := q.tryGet(dst); err != ErrEmpty {
-			ev.cancel()
-			return out, err
-		}
-		if err := ctxErr(ctx); err != nil {
-			ev.cancel()
-			return dst, err
-		}
-		if stop == nil && ctx.Done() != nil {
-			stop = context.AfterFunc(ctx, ev.wakeAll)
-		}
-		d, _ := sliceFor(ctx)
-		if err := ev.sleep(key, d); err != nil && err != errTimedOut {
-			return dst, err
-		}
+	if werr := await(ctx, &q.l.ev, q.spin, nil, ready, nil); werr != nil {
+		return dst, werr
 	}
+	return out, err
 }
 
 // close marks the queue and every lane closed and wakes everyone.

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -73,7 +74,8 @@ func runChild(mode string) error {
 		}
 		return q.Detach()
 	case "queue-consumer":
-		// Take N items, then stay alive without consuming until killed.
+		// Take N items, then stay alive without consuming until killed (or
+		// detach and exit if MPROC_IPC_EXIT is set).
 		b, _ := hex.DecodeString(os.Getenv("MPROC_IPC_QUEUE"))
 		var q Queue[item]
 		if err := q.UnmarshalBinary(b); err != nil {
@@ -83,6 +85,9 @@ func runChild(mode string) error {
 			if _, err := q.Get(ctx); err != nil {
 				return fmt.Errorf("get %d: %w", i, err)
 			}
+		}
+		if os.Getenv("MPROC_IPC_EXIT") != "" {
+			return q.Detach()
 		}
 		time.Sleep(time.Minute)
 		return nil
@@ -135,6 +140,44 @@ func runChild(mode string) error {
 			n++
 			total += uint64(len(buf))
 		}
+	case "sem-wait":
+		// Sleep in Wait on the Semaphore at the start of the segment until
+		// killed.
+		s, err := AttachSemaphore(seg.Bytes()[:SemaphoreSize])
+		if err != nil {
+			return err
+		}
+		return s.Wait(ctx)
+	case "sem-pingpong":
+		// N rounds: wait on the Semaphore at 0, post the one at 64.
+		a, b, err := childSemaphores(seg)
+		if err != nil {
+			return err
+		}
+		for i := range envInt("MPROC_IPC_N") {
+			if err := a.Wait(ctx); err != nil {
+				return fmt.Errorf("wait %d: %w", i, err)
+			}
+			pingPongPause(i)
+			b.Post()
+		}
+		return nil
+	case "notifier-pingpong":
+		// N rounds: wait on the Notifier at 0 for an odd turn, make it
+		// even, notify the one at 64.
+		a, b, turn, err := childNotifiers(seg)
+		if err != nil {
+			return err
+		}
+		for i := range uint32(envInt("MPROC_IPC_N")) {
+			if err := awaitTurn(ctx, a, turn, 2*i+1); err != nil {
+				return fmt.Errorf("round %d: %w", i, err)
+			}
+			pingPongPause(int(i))
+			turn.Store(2*i + 2)
+			b.Notify()
+		}
+		return nil
 	case "ring-exit":
 		// Attach, then exit at once: the parent's blocked Put must notice.
 		_, _, err := childRings(seg)
@@ -175,6 +218,55 @@ func runChild(mode string) error {
 		}
 	}
 	return fmt.Errorf("unknown child mode %q", mode)
+}
+
+// pingPongSize is the segment size of the ping-pong tests: two 64-byte
+// event objects and a turn word on a line of its own.
+const pingPongSize = 3 * lineSize
+
+func childSemaphores(seg *shm.Segment) (a, b *Semaphore, err error) {
+	mem := seg.Bytes()
+	if a, err = AttachSemaphore(mem[:SemaphoreSize]); err != nil {
+		return nil, nil, err
+	}
+	if b, err = AttachSemaphore(mem[lineSize : lineSize+SemaphoreSize]); err != nil {
+		return nil, nil, err
+	}
+	return a, b, nil
+}
+
+func childNotifiers(seg *shm.Segment) (a, b *Notifier, turn *atomic.Uint32, err error) {
+	mem := seg.Bytes()
+	if a, err = AttachNotifier(mem[:NotifierSize]); err != nil {
+		return nil, nil, nil, err
+	}
+	if b, err = AttachNotifier(mem[lineSize : lineSize+NotifierSize]); err != nil {
+		return nil, nil, nil, err
+	}
+	return a, b, view[atomic.Uint32](mem[2*lineSize:]), nil
+}
+
+// pingPongPause makes every other round of a ping-pong outlast the peer's
+// 50 µs poll, so that the peer is asleep on the futex when the hand-off
+// comes: both the polling and the sleeping paths are exercised.
+func pingPongPause(round int) {
+	if round%2 == 1 {
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+// awaitTurn waits on n, the Notifier protocol way, until *turn == want.
+func awaitTurn(ctx context.Context, n *Notifier, turn *atomic.Uint32, want uint32) error {
+	for {
+		key := n.Prepare()
+		if turn.Load() == want {
+			n.Cancel()
+			return nil
+		}
+		if err := n.Wait(ctx, key); err != nil {
+			return err
+		}
+	}
 }
 
 // childConn is the socket the parent passed as MPROC_IPC_SOCK.

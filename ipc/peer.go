@@ -10,6 +10,8 @@ import (
 // time form one immutable peerID published through an atomic pointer, so a
 // dead check racing with set sees the old pair or the new one, never one
 // process's pid with another's start time (which would read as a death).
+// That holds by construction (the type offers no way to update half a
+// pair), so no test tries to catch a torn pair.
 type peerRef struct {
 	id atomic.Pointer[peerID] // nil: no peer set
 }

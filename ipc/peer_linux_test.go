@@ -1,57 +1,61 @@
 package ipc
 
 import (
+	"context"
+	"errors"
 	"os"
-	"sync"
 	"testing"
 	"time"
 )
 
-// TestPeerSetKeepsPairsWhole: while SetPeer switches between two live
-// processes, a concurrent liveness check never reports a death, which it
-// would if it paired one process's pid with the other's start time.
-func TestPeerSetKeepsPairsWhole(t *testing.T) {
-	a, b := os.Getpid(), os.Getppid()
-	sa, okA := procStart(a)
-	sb, okB := procStart(b)
-	if !okA || !okB || sa == sb {
-		t.Skipf("need two live processes with different start times: %d (%d), %d (%d)", a, sa, b, sb)
-	}
-	var p peerRef
-	p.set(a)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			p.set([]int{b, a}[i%2])
-		}
-	})
-	checks, misfires := 0, 0
-	for end := time.Now().Add(200 * time.Millisecond); time.Now().Before(end); checks++ {
-		if p.dead() {
-			misfires++
-		}
-	}
-	close(stop)
-	wg.Wait()
-	if misfires > 0 {
-		t.Errorf("dead() = true %d times in %d checks, with both peers alive", misfires, checks)
-	}
-}
-
-// TestRingWakeReachesEachSide: Wake sets a re-check flag per side, so a
-// waiter on one side cannot take the Wake meant for the other.
+// TestRingWakeReachesEachSide: with the peer dead, Wake makes a Put asleep
+// on a full ring and a Get asleep on an empty ring return ErrPeerDied at
+// once, not at the end of their 100 ms sleep slice. Each side has its own
+// re-check flag; a Wake that reached only one side fails the other case.
 func TestRingWakeReachesEachSide(t *testing.T) {
-	r := mustRing(t, nil)
-	r.Wake()
-	if !r.getHint.Swap(false) || !r.putHint.Load() {
-		t.Errorf("after Wake and the Get side's re-check: getHint, putHint = %v, %v; want the Put side's flag still set",
-			r.getHint.Load(), r.putHint.Load())
+	ctx := context.Background()
+	tests := []struct {
+		name    string
+		full    bool
+		call    func(*Ring) error
+		sleeper func(*Ring) *eventWords
+	}{
+		{"Put on a full ring", true,
+			func(r *Ring) error { return r.Put(ctx, []byte("x")) },
+			func(r *Ring) *eventWords { return &r.l.space }},
+		{"Get on an empty ring", false,
+			func(r *Ring) error { _, err := r.Get(ctx, nil); return err },
+			func(r *Ring) *eventWords { return &r.l.data }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := mustRing(t, &RingConfig{Capacity: 256})
+			r.SetSpin(0)
+			if tt.full {
+				for r.TryPut(make([]byte, 32)) == nil || r.TryPut(nil) == nil {
+				}
+			}
+			// This pid with another start time: a peer that has died.
+			r.peer.setID(peerFromWord(selfWord() ^ 1))
+			errc := make(chan error, 1)
+			go func() { errc <- tt.call(r) }()
+			ev := tt.sleeper(r)
+			waitFor(t, 5*time.Second, "call asleep", func() bool { return ev.waiting() != 0 })
+			time.Sleep(5 * time.Millisecond)
+			start := time.Now()
+			r.Wake()
+			select {
+			case err := <-errc:
+				if !errors.Is(err, ErrPeerDied) {
+					t.Errorf("call = %v, want ErrPeerDied", err)
+				}
+				if d := time.Since(start); d > 50*time.Millisecond {
+					t.Errorf("Wake reached the sleeper after %v, want well under the 100 ms slice", d)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("call still blocked 5s after Wake with a dead peer")
+			}
+		})
 	}
 }
 

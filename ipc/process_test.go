@@ -232,6 +232,57 @@ func TestQueueConsumerKilled(t *testing.T) {
 	}
 }
 
+// TestQueueConsumerHandOver: the creator consumes, hands consuming over to
+// a child that takes a run of messages and exits, then consumes again:
+// every message arrives exactly once and in order, and Len follows. The
+// creator's view cached a lane tail from before the child's takes; a stale
+// cache must be reloaded, not read as corruption.
+func TestQueueConsumerHandOver(t *testing.T) {
+	const first, more, childTakes = 5, 15, 10
+	q, qenv := mustQueue(t, &QueueConfig{Producers: 2, Ring: &RingConfig{Capacity: 1024}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	seq := int64(0)
+	put := func(n int) {
+		for range n {
+			if err := q.Put(ctx, item{0, seq}); err != nil {
+				t.Fatal(err)
+			}
+			seq++
+		}
+	}
+	next := make(map[int32]int64)
+	put(first)
+	it, err := q.Get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkOrder(t, next, it)
+	put(more)
+	if got, want := q.Len(), first+more-1; got != want {
+		t.Errorf("Len() = %d before the hand-over, want %d", got, want)
+	}
+	child := startChild(t, "queue-consumer", q.seg, qenv, "MPROC_IPC_N="+strconv.Itoa(childTakes), "MPROC_IPC_EXIT=1")
+	waitChild(t, child)
+	next[0] += childTakes // the child took the oldest ones
+	if got, want := q.Len(), first+more-1-childTakes; got != want {
+		t.Errorf("Len() = %d after the child's takes, want %d", got, want)
+	}
+	for next[0] < seq {
+		it, err := q.TryGet()
+		if err != nil {
+			t.Fatalf("TryGet() after the hand-over = %v with %v delivered", err, next)
+		}
+		checkOrder(t, next, it)
+	}
+	if _, err := q.TryGet(); !errors.Is(err, ErrEmpty) {
+		t.Errorf("TryGet() after all = %v, want ErrEmpty", err)
+	}
+	if n := q.Len(); n != 0 {
+		t.Errorf("Len() = %d after all were taken, want 0", n)
+	}
+}
+
 // TestRingProcessEcho round-trips messages of every size class through a
 // child, with the two rings in one segment, then closes: the child's Get
 // returns os.ErrClosed and it closes the reply ring.
@@ -440,20 +491,25 @@ func TestNotifier(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := n.Prepare()
+	notified := make(chan struct{})
 	go func() {
+		defer close(notified)
 		time.Sleep(5 * time.Millisecond)
 		n.Notify()
 	}()
 	if err := n.Wait(context.Background(), key); err != nil {
 		t.Errorf("Wait() = %v", err)
 	}
+	// Wait may return as soon as seq moves, before Notify has returned; a
+	// Notify still running must not count for the Prepare below.
+	<-notified
 	key = n.Prepare()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 	defer cancel()
 	if err := n.Wait(ctx, key); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Wait(no notify) = %v, want DeadlineExceeded", err)
 	}
-	if w := n.l.ev.waiters.Load(); w != 0 {
+	if w := n.l.ev.waiting(); w != 0 {
 		t.Errorf("waiters = %d after every Wait returned, want 0", w)
 	}
 }

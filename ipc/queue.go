@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"weak"
@@ -33,15 +34,21 @@ type QueueConfig struct {
 // Each producer process gets its own lane (an SPSC Ring) on its first Put, so
 // a producer killed at any instruction never blocks or corrupts the others:
 // what it committed is still delivered, and its lane is reused once its pid
-// is gone. Messages of one producer arrive in order; different producers are
-// served round-robin.
+// is gone.
+//
+// Order is FIFO per producer process and round-robin across producers: the
+// consumer takes one message from each non-empty lane in turn, so there is
+// no global order between messages of different producers, and one busy
+// producer cannot starve the others.
+//
+// The consumer may move from one process to another (whichever calls Get or
+// TryGet), but only one process may consume at a time.
 //
 // A Queue travels to another process as its MarshalBinary form (the segment
 // id): pass it as a pool task argument, or attach its segment in the child
 // (shm.OpenFD) and call UnmarshalBinary. Methods are safe for concurrent use
 // by goroutines of one process, through any number of views of the queue in
-// that process (they share one lane and one lock); only one process may
-// consume.
+// that process (they share one lane and one lock).
 type Queue[T any] struct {
 	st       *queueState
 	seg      *shm.Segment
@@ -63,8 +70,9 @@ type queueState struct {
 	q   *lanes
 	seg weak.Pointer[shm.Segment] // the mapping q views
 
-	pmu sync.Mutex // serialises this process's producers on its lane
-	cmu sync.Mutex // serialises this process's consumers
+	gate gate       // every call holds it while it touches q's memory
+	pmu  sync.Mutex // serialises this process's producers on its lane
+	cmu  sync.Mutex // serialises this process's consumers
 
 	refs     int  // views not yet detached; guarded by queues.mu
 	released bool // lane given back, state forgotten; guarded by queues.mu
@@ -101,7 +109,9 @@ func acquireQueue(seg *shm.Segment, open func([]byte) (*lanes, error)) (*queueSt
 
 // release drops a view's reference. The last one gives the lane back; so
 // does unmap (the creating view is about to unmap the segment), at once, and
-// then no later release touches the memory.
+// then no later release touches the memory. Either first shuts the gate:
+// calls blocked in any view of this process return errDetached, and release
+// returns only when none is inside the memory any more.
 func (st *queueState) release(unmap bool) {
 	queues.mu.Lock()
 	st.refs--
@@ -114,11 +124,30 @@ func (st *queueState) release(unmap bool) {
 	}
 	queues.mu.Unlock()
 	if last {
-		st.pmu.Lock()
-		st.q.release()
-		st.pmu.Unlock()
+		st.gate.shut(st.interrupt, st.q.release)
 	}
 }
+
+// interrupt makes the calls blocked in this process's views return: it sets
+// the flag their waits check, then wakes the event counts they may sleep
+// on: the consumer's, and the space count of each lane this process owns.
+// The wakes reach other processes' sleepers too, which re-check and sleep
+// again.
+func (st *queueState) interrupt() {
+	q := st.q
+	q.quit.Store(true)
+	q.l.ev.wakeAll()
+	pid := uint32(os.Getpid())
+	for i, o := range q.owners {
+		if o.owner.Load() == pid {
+			q.rings[i].l.space.wakeAll()
+		}
+	}
+}
+
+// enter admits a call of view q into the queue's memory (see gate); false
+// once q or the process's state for the queue is detached.
+func (q *Queue[T]) enter() bool { return !q.detached.Load() && q.st.gate.enter() }
 
 // NewQueue creates a Queue in a new shared memory segment.
 func NewQueue[T any](cfg *QueueConfig) (*Queue[T], error) {
@@ -147,12 +176,16 @@ func NewQueue[T any](cfg *QueueConfig) (*Queue[T], error) {
 }
 
 // Put encodes v and commits it, blocking while this process's lane is full.
-// It returns os.ErrClosed after Close, ErrNoLane if every lane belongs to a
+// It returns os.ErrClosed after Close or Detach, ErrNoLane if every lane belongs to a
 // live process, ErrTooLarge if the encoding exceeds the lane's MaxMessage,
 // ctx's error, or ErrPeerDied when the consuming process (the one that
 // created the queue, or else the last one to call Get or TryGet) dies while
 // Put waits for room, noticed within about 100 ms.
 func (q *Queue[T]) Put(ctx context.Context, v T) error {
+	if !q.enter() {
+		return errDetached
+	}
+	defer q.st.gate.exit()
 	q.st.pmu.Lock()
 	defer q.st.pmu.Unlock()
 	b, err := q.codec.Append(q.pbuf[:0], v)
@@ -165,6 +198,10 @@ func (q *Queue[T]) Put(ctx context.Context, v T) error {
 
 // TryPut is Put without blocking: ErrFull when the lane has no room.
 func (q *Queue[T]) TryPut(v T) error {
+	if !q.enter() {
+		return errDetached
+	}
+	defer q.st.gate.exit()
 	q.st.pmu.Lock()
 	defer q.st.pmu.Unlock()
 	b, err := q.codec.Append(q.pbuf[:0], v)
@@ -176,10 +213,20 @@ func (q *Queue[T]) TryPut(v T) error {
 }
 
 // Get returns the next value, blocking while every lane is empty. After
-// Close it returns what was committed, then os.ErrClosed. A value that fails
-// to decode is consumed and reported as an error. Get and TryGet make this
-// process the queue's consumer, whose death blocked producers notice.
+// Close it returns what was committed, then os.ErrClosed; after Detach (of
+// this view, or of the creator's view in this process) it returns an error
+// wrapping os.ErrClosed at once. A value that fails to decode is consumed
+// and reported as an error. A lane found corrupt is reported once, with an
+// error wrapping ErrCorrupt that names the lane and its producer's pid; this
+// process never reads that lane again and goes on serving the others. Get
+// and TryGet make this process the queue's consumer, whose death blocked
+// producers notice.
 func (q *Queue[T]) Get(ctx context.Context) (T, error) {
+	if !q.enter() {
+		var zero T
+		return zero, errDetached
+	}
+	defer q.st.gate.exit()
 	q.st.cmu.Lock()
 	defer q.st.cmu.Unlock()
 	q.st.q.consume()
@@ -188,6 +235,11 @@ func (q *Queue[T]) Get(ctx context.Context) (T, error) {
 
 // TryGet is Get without blocking: ErrEmpty when nothing is waiting.
 func (q *Queue[T]) TryGet() (T, error) {
+	if !q.enter() {
+		var zero T
+		return zero, errDetached
+	}
+	defer q.st.gate.exit()
 	q.st.cmu.Lock()
 	defer q.st.cmu.Unlock()
 	q.st.q.consume()
@@ -208,8 +260,13 @@ func (q *Queue[T]) decode(b []byte, err error) (T, error) {
 
 // Close closes the queue for every process: blocked and later Puts return
 // os.ErrClosed, and consumers drain what was committed, then get
-// os.ErrClosed. It is idempotent. It does not release memory; see Detach.
+// os.ErrClosed. It is idempotent, and does nothing on a detached view. It
+// does not release memory; see Detach.
 func (q *Queue[T]) Close() error {
+	if !q.enter() {
+		return nil // detached here: the memory is no longer this process's to touch
+	}
+	defer q.st.gate.exit()
 	q.st.q.close()
 	return nil
 }
@@ -217,8 +274,11 @@ func (q *Queue[T]) Close() error {
 // Detach drops this view. The process's lane is given back (its committed
 // messages are still delivered) when its last view of the queue detaches, or
 // when the view that NewQueue returned does, since that also closes the
-// segment and with it every view in the process. This view must not be used
-// afterwards; a second Detach does nothing.
+// segment and with it every view in the process. Before it lets the memory
+// go, Detach makes the calls blocked in those views return an error wrapping
+// os.ErrClosed and waits until every call has left; later calls on them
+// return that error too. Calls on this view after Detach return it, and a
+// second Detach does nothing.
 func (q *Queue[T]) Detach() error {
 	if q.detached.Swap(true) {
 		return nil
@@ -228,6 +288,20 @@ func (q *Queue[T]) Detach() error {
 		return q.seg.Close()
 	}
 	return nil
+}
+
+// Len returns how many messages have been committed to the queue and not
+// yet taken, across all lanes. It is a snapshot: producers and the consumer,
+// in this process or others, may change it before Len returns, so use it for
+// monitoring and back-off decisions, not to predict that a Get will not
+// block. A producer killed between committing a message and counting it
+// leaves its lane's figure one short. It returns 0 on a detached view.
+func (q *Queue[T]) Len() int {
+	if !q.enter() {
+		return 0
+	}
+	defer q.st.gate.exit()
+	return q.st.q.len()
 }
 
 const queueWireMagic = "ipcQ"

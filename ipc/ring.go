@@ -11,7 +11,7 @@ import (
 
 const (
 	ringMagic   = 0x474e5252 // "RRNG" little-endian
-	ringVersion = 1
+	ringVersion = 2          // 2: one-word event counts whose wakes clear the waiter count
 
 	// recHdr is the size of the record header that precedes every record:
 	// a little-endian uint32 length and a uint32 kind. Records start on
@@ -301,7 +301,11 @@ func (r *Ring) put(msg []byte) int {
 // get tries to take one message, appending it to dst[:0].
 func (r *Ring) get(dst []byte) ([]byte, int) {
 	head := r.l.head.Load()
-	if head == r.tailCache {
+	// A cached tail behind head is only stale (another view, in this
+	// process or another, consumed past it: a consumer handed over), not
+	// proof of corruption: reload it, and judge the loaded value. Tail only
+	// grows, so a cache at or ahead of head still bounds committed records.
+	if avail := r.tailCache - head; avail == 0 || avail > r.capacity {
 		r.tailCache = r.l.tail.Load()
 		if head == r.tailCache {
 			return dst, opWait
@@ -361,12 +365,20 @@ func (r *Ring) TryPut(msg []byte) error {
 // closed, ErrPeerDied if the SetPeer process exits, ctx's error when ctx is
 // done first, ErrCorrupt on impossible shared state. It allocates nothing
 // unless it has to sleep with a cancellable ctx.
-func (r *Ring) Put(ctx context.Context, msg []byte) error {
+func (r *Ring) Put(ctx context.Context, msg []byte) error { return r.putWait(ctx, msg, nil) }
+
+// putWait is Put that also gives up with errDetached once *quit is set (a
+// Queue being detached in this process; nil: never). Whoever sets it wakes
+// r.l.space afterwards.
+func (r *Ring) putWait(ctx context.Context, msg []byte, quit *atomic.Bool) error {
 	for {
+		if quit != nil && quit.Load() {
+			return errDetached
+		}
 		if err := r.TryPut(msg); err != ErrFull {
 			return err
 		}
-		if err := r.await(ctx, &r.l.space, &r.l.head, r.headCache, &r.putSpin, &r.putHint); err != nil {
+		if err := r.wait(ctx, &r.l.space, &r.l.head, r.headCache, &r.putSpin, &r.putHint, quit); err != nil {
 			return err
 		}
 	}
@@ -405,73 +417,32 @@ func (r *Ring) Get(ctx context.Context, dst []byte) ([]byte, error) {
 		if err != ErrEmpty {
 			return out, err
 		}
-		if err := r.await(ctx, &r.l.data, &r.l.tail, r.tailCache, &r.getSpin, &r.getHint); err != nil {
+		if err := r.wait(ctx, &r.l.data, &r.l.tail, r.tailCache, &r.getSpin, &r.getHint, nil); err != nil {
 			return dst, err
 		}
 	}
 }
 
-// await blocks until *pos moves from seen, the ring is closed, or Wake is
-// called, returning nil so the caller retries; or returns ctx's error, or
-// ErrPeerDied. It polls first, then sleeps on ev in timed slices. hint is
-// this side's Wake flag.
-func (r *Ring) await(ctx context.Context, ev *eventWords, pos *atomic.Uint64, seen uint64, as *adaptiveSpin, hint *atomic.Bool) error {
-	moved := func() bool { return pos.Load() != seen || r.l.closed.Load() != 0 }
-	limit := time.Duration(r.spin.Load())
-	if limit > 0 {
-		// A peer that is awake answers within a few hundred ns. Catch that
-		// with bare loads (the line stays in this core's cache until the
-		// peer writes it) before paying for clock reads and PAUSE, which
-		// would each add tens of ns to the hand-off.
-		for range fastPolls {
-			if moved() {
-				return nil
-			}
-		}
+// wait blocks until *pos moves from seen, the ring is closed, Wake is
+// called or *quit is set (quit may be nil), returning nil so the caller
+// retries; or returns ctx's error, or ErrPeerDied. hint is this side's Wake
+// flag: it, or a sleep slice running out, makes the wait check the peer's
+// liveness from then on.
+func (r *Ring) wait(ctx context.Context, ev *eventWords, pos *atomic.Uint64, seen uint64, as *adaptiveSpin,
+	hint, quit *atomic.Bool) error {
+	moved := func() bool {
+		return pos.Load() != seen || r.l.closed.Load() != 0 || quit != nil && quit.Load()
 	}
-	start := time.Now()
-	defer func() { as.record(time.Since(start), limit) }()
-	if spinUntil(as.next(limit), moved) {
-		return nil
-	}
-	var stop func() bool
-	defer func() {
-		if stop != nil {
-			stop()
-		}
-	}()
 	checkPeer := false
-	for {
-		if err := ctxErr(ctx); err != nil {
-			return err
-		}
-		if hint.Swap(false) {
+	check := func(timedOut bool) error {
+		if hint.Swap(false) || timedOut {
 			checkPeer = true
 		}
-		if checkPeer && r.peer.dead() {
-			// The peer cannot move pos any more; one last look decides.
-			if moved() {
-				return nil
-			}
+		// A dead peer cannot move pos any more; one last look decides.
+		if checkPeer && r.peer.dead() && !moved() {
 			return ErrPeerDied
 		}
-		key := ev.prepare()
-		if moved() {
-			ev.cancel()
-			return nil
-		}
-		if stop == nil && ctx.Done() != nil {
-			stop = context.AfterFunc(ctx, ev.wakeAll)
-		}
-		d, _ := sliceFor(ctx)
-		err := ev.sleep(key, d)
-		switch {
-		case err == errTimedOut:
-			checkPeer = true
-		case err != nil:
-			return err
-		case moved():
-			return nil
-		}
+		return nil
 	}
+	return await(ctx, ev, time.Duration(r.spin.Load()), as, moved, check)
 }

@@ -81,6 +81,13 @@ func TestRingLayout(t *testing.T) {
 	if off := uintptrOf(&ql.ev) - uintptrOf(&ql); off != lineSize {
 		t.Errorf("queue event count offset = %d, want %d", off, lineSize)
 	}
+	if got := sizeOf[laneLayout](); got != laneHeaderSize {
+		t.Errorf("sizeof(laneLayout) = %d, want %d", got, laneHeaderSize)
+	}
+	var ll laneLayout
+	if off := uintptrOf(&ll.gets) - uintptrOf(&ll); off != lineSize {
+		t.Errorf("lane consumer count offset = %d, want %d (its own line)", off, lineSize)
+	}
 	if got := sizeOf[semLayout](); got != SemaphoreSize {
 		t.Errorf("sizeof(semLayout) = %d, want %d", got, SemaphoreSize)
 	}

@@ -33,8 +33,7 @@ func NewSemaphore(mem []byte, initial uint32) (*Semaphore, error) {
 		return nil, ErrLayout
 	}
 	l.count.Store(initial)
-	l.ev.seq.Store(0)
-	l.ev.waiters.Store(0)
+	l.ev.reset()
 	l.magic.Store(semMagic)
 	return &Semaphore{l: l}, nil
 }
@@ -76,32 +75,8 @@ func (s *Semaphore) TryWait() bool {
 // ~50 µs, then sleeps on the futex in slices of at most 100 ms. It returns
 // ctx's error if ctx is done first, without decrementing.
 func (s *Semaphore) Wait(ctx context.Context) error {
-	if s.TryWait() || spinUntil(defaultSpin, s.TryWait) {
+	if s.TryWait() {
 		return nil
 	}
-	ev := &s.l.ev
-	var stop func() bool
-	defer func() {
-		if stop != nil {
-			stop()
-		}
-	}()
-	for {
-		key := ev.prepare()
-		if s.TryWait() {
-			ev.cancel()
-			return nil
-		}
-		if err := ctxErr(ctx); err != nil {
-			ev.cancel()
-			return err
-		}
-		if stop == nil && ctx.Done() != nil {
-			stop = context.AfterFunc(ctx, ev.wakeAll)
-		}
-		d, _ := sliceFor(ctx)
-		if err := ev.sleep(key, d); err != nil && err != errTimedOut {
-			return err
-		}
-	}
+	return await(ctx, &s.l.ev, defaultSpin, nil, s.TryWait, nil)
 }

@@ -1,6 +1,9 @@
 package ipc
 
-import "unsafe"
+import (
+	"sync/atomic"
+	"unsafe"
+)
 
 // This is the only file of package ipc that converts shared memory into Go
 // values (futex_linux.go also takes the address of a word, but only inside the
@@ -35,3 +38,22 @@ func sizeOf[T any]() int {
 	var zero T
 	return int(unsafe.Sizeof(zero))
 }
+
+// seqWord returns the futex word of an event count (see eventWords): the low
+// 32 bits of the 64-bit word, which sit at its address on a little-endian
+// machine and 4 bytes in on a big-endian one. futex(2) compares and sleeps
+// on exactly those 4 bytes; Go code never loads through the result, it only
+// passes its address to the kernel.
+func seqWord(w *atomic.Uint64) *atomic.Uint32 {
+	p := unsafe.Pointer(w)
+	if bigEndian {
+		p = unsafe.Add(p, 4)
+	}
+	return (*atomic.Uint32)(p)
+}
+
+// bigEndian reports the byte order of this machine.
+var bigEndian = func() bool {
+	x := uint16(1)
+	return *(*byte)(unsafe.Pointer(&x)) == 0
+}()
