@@ -3,6 +3,7 @@ package codec
 import (
 	"bytes"
 	"encoding"
+	"errors"
 	"fmt"
 	"reflect"
 	"sync"
@@ -42,6 +43,7 @@ type Codec[T any] struct {
 
 // plan is what For decides once per type.
 type plan struct {
+	typ   reflect.Type
 	raw   bool
 	size  int       // unsafe.Sizeof(T) for raw types
 	bools []uintptr // offsets of bool bytes in raw types
@@ -110,7 +112,10 @@ func (c Codec[T]) Append(dst []byte, v T) ([]byte, error) {
 // Decode decodes b, one whole encoded value, into *v. The input is treated
 // as hostile: a wrong length, trailing bytes, malformed CBOR, or input over
 // the limits (MaxEncodedLen, MaxElements, MaxDepth) gives an error, never a
-// panic. On error *v may be partly written. Decode does not retain b.
+// panic. Before decoding CBOR it adds up the memory the value will take
+// (element counts times element sizes, nested) and refuses, with an error
+// wrapping ErrOverBudget, a message that describes more than
+// DecodeBudgetRatio bytes per input byte (at least MinDecodeBudget). On error *v may be partly written. Decode does not retain b.
 func (c Codec[T]) Decode(b []byte, v *T) error {
 	p := c.plan()
 	if p.raw {
@@ -128,6 +133,18 @@ func (c Codec[T]) Decode(b []byte, v *T) error {
 	if len(b) > MaxEncodedLen {
 		return fmt.Errorf("decode %v: %d bytes: %w", reflect.TypeFor[T](), len(b), ErrTooLarge)
 	}
+	// Well-formedness first (depth, counts, lengths), so that the budget
+	// walk reads only heads that are there.
+	if err := decMode.Wellformed(b); err != nil {
+		return fmt.Errorf("decode %v: %w", reflect.TypeFor[T](), err)
+	}
+	if used, err := checkBudget(b, p.typ, decodeBudget(len(b))); err != nil {
+		if errors.Is(err, errOverBudget) {
+			return fmt.Errorf("decode %v: %d-byte message describes more than %d bytes of memory (at least %d): %w",
+				reflect.TypeFor[T](), len(b), decodeBudget(len(b)), used, ErrOverBudget)
+		}
+		return fmt.Errorf("decode %v: %w", reflect.TypeFor[T](), err)
+	}
 	if err := decMode.Unmarshal(b, v); err != nil {
 		return fmt.Errorf("decode %v: %w", reflect.TypeFor[T](), err)
 	}
@@ -144,7 +161,7 @@ func planOf(t reflect.Type) *plan {
 	if p, ok := plans.Load(t); ok {
 		return p.(*plan)
 	}
-	p := &plan{}
+	p := &plan{typ: t}
 	if t != nil && !marshals(t) {
 		if bools, ok := rawBools(t, 0, nil); ok {
 			p.raw, p.size, p.bools = true, int(t.Size()), bools
