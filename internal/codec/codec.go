@@ -47,7 +47,11 @@ type plan struct {
 	raw   bool
 	size  int       // unsafe.Sizeof(T) for raw types
 	bools []uintptr // offsets of bool bytes in raw types
+	pads  []span    // padding bytes of raw types, zeroed by Append
 }
+
+// span is a byte range [off, off+n) of a raw value.
+type span struct{ off, n uintptr }
 
 var (
 	plans sync.Map // reflect.Type -> *plan
@@ -95,7 +99,14 @@ func (c Codec[T]) plan() *plan {
 func (c Codec[T]) Append(dst []byte, v T) ([]byte, error) {
 	p := c.plan()
 	if p.raw {
-		return append(dst, rawBytes(&v, p.size)...), nil
+		start := len(dst)
+		dst = append(dst, rawBytes(&v, p.size)...)
+		// Padding holds whatever the compiler left there (stack bytes of
+		// this process): never hand it to another process.
+		for _, pad := range p.pads {
+			clear(dst[start+int(pad.off) : start+int(pad.off+pad.n)])
+		}
+		return dst, nil
 	}
 	start := len(dst)
 	buf := bytes.NewBuffer(dst)
@@ -165,6 +176,7 @@ func planOf(t reflect.Type) *plan {
 	if t != nil && !marshals(t) {
 		if bools, ok := rawBools(t, 0, nil); ok {
 			p.raw, p.size, p.bools = true, int(t.Size()), bools
+			p.pads = padding(t, 0, nil)
 		}
 	}
 	actual, _ := plans.LoadOrStore(t, p)
@@ -217,4 +229,41 @@ func rawBools(t reflect.Type, base uintptr, bools []uintptr) ([]uintptr, bool) {
 		return bools, true
 	}
 	return nil, false
+}
+
+// padding appends to pads the byte ranges of t (at base) that belong to no
+// field: gaps between struct fields and after the last one, at any depth.
+// Adjacent ranges are merged. Blank (_) fields are fields, not padding.
+func padding(t reflect.Type, base uintptr, pads []span) []span {
+	add := func(off, n uintptr) {
+		if n == 0 {
+			return
+		}
+		if k := len(pads) - 1; k >= 0 && pads[k].off+pads[k].n == off {
+			pads[k].n += n
+			return
+		}
+		pads = append(pads, span{off, n})
+	}
+	switch t.Kind() {
+	case reflect.Array:
+		elem := t.Elem()
+		if inner := padding(elem, 0, nil); len(inner) > 0 {
+			for i := range t.Len() {
+				for _, p := range inner {
+					add(base+uintptr(i)*elem.Size()+p.off, p.n)
+				}
+			}
+		}
+	case reflect.Struct:
+		var end uintptr
+		for i := range t.NumField() {
+			f := t.Field(i)
+			add(base+end, f.Offset-end)
+			pads = padding(f.Type, base+f.Offset, pads)
+			end = f.Offset + f.Type.Size()
+		}
+		add(base+end, t.Size()-end)
+	}
+	return pads
 }
