@@ -46,6 +46,10 @@ type resources struct {
 	mem  mmap.MMap // the whole file, header included
 	path string    // set for named segments this process created: unlinked on release
 	id   uint64
+	// created is set for segments this process made (New, NewArray,
+	// CreateNamed): the ones it can serve to its workers, which
+	// fdpass.Closed tells when they are gone.
+	created bool
 }
 
 // release closes the descriptor and removes the name. It unmaps only when
