@@ -46,6 +46,13 @@
 // its mapping stays until the process exits, because a slice may still
 // point into it.
 //
+// Inside an mproc worker, a segment that Lookup fetched from the parent
+// (an Array received as a task argument) stays mapped after the task, so
+// the next task that names it costs nothing; once the parent closes the
+// segment, the pool releases the worker's copy between tasks. Do not keep
+// an Array or slice received in one task for use in a later one: its
+// mapping may be gone by then.
+//
 // Freeze makes a segment read-only for every process: this process's slices
 // stay valid but writing through them faults (SIGSEGV), and nobody can map
 // it writable again. The kernel refuses the seal while another process maps
