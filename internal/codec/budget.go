@@ -1,7 +1,6 @@
 package codec
 
 import (
-	"encoding"
 	"errors"
 	"math/big"
 	"math/bits"
@@ -75,7 +74,6 @@ var (
 	typeTag          = reflect.TypeFor[cbor.Tag]()
 	typeRawTag       = reflect.TypeFor[cbor.RawTag]()
 	cborUnmarshaler  = reflect.TypeFor[cbor.Unmarshaler]()
-	textUnmarshaler  = reflect.TypeFor[encoding.TextUnmarshaler]()
 	fallbackSizes    sync.Map // reflect.Type -> uint64
 	structFieldCache sync.Map // reflect.Type -> *structFields
 )
@@ -242,7 +240,9 @@ func (s *sizer) value(t reflect.Type, depth int) error {
 		}
 		return s.charge(1, uint64(s.pos-start)+anyBoxCost)
 	}
-	if t.Kind() == reflect.Interface {
+	if t.Kind() == reflect.Interface || t == typeTag {
+		// An interface the caller left nil gets the default types; a
+		// cbor.Tag holds its content in an interface.
 		return s.anyValue(depth)
 	}
 	start := s.pos
@@ -361,18 +361,17 @@ func (s *sizer) value(t reflect.Type, depth int) error {
 	return s.fallback(depth)
 }
 
-// opaque reports whether t is decoded by its own method or by a special
-// case of the CBOR library rather than by kind.
+// opaque reports whether the CBOR library decodes t by a method or a
+// special case that takes the item's bytes whole (cbor.Unmarshaler,
+// time.Time, big.Int, cbor.RawTag) rather than by kind. A BinaryUnmarshaler
+// is not opaque: the library calls it for byte strings only, which the walk
+// charges by length anyway, and decodes any other item by kind.
 func opaque(t reflect.Type) bool {
 	switch t {
-	case typeTime, typeBigInt, typeTag, typeRawTag:
+	case typeTime, typeBigInt, typeRawTag:
 		return true
 	}
-	if t.Kind() == reflect.Interface {
-		return false
-	}
-	pt := reflect.PointerTo(t)
-	return pt.Implements(cborUnmarshaler) || pt.Implements(binaryUnmarshaler) || pt.Implements(textUnmarshaler)
+	return t.Kind() != reflect.Interface && reflect.PointerTo(t).Implements(cborUnmarshaler)
 }
 
 // field walks the value of a struct field, charging the embedded structs
@@ -612,13 +611,17 @@ func fieldsOf(t reflect.Type) *structFields {
 	if f, ok := t.FieldByName("_"); ok && strings.Contains(f.Tag.Get("cbor"), "toarray") {
 		fs.toArray = true
 	}
-	seen := map[reflect.Type]bool{}
+	// Every embedding path is followed (the library keeps the shallowest of
+	// several, and the embedded pointers on the way decide what it
+	// allocates), except around a cycle.
+	inPath := map[reflect.Type]bool{}
 	var collect func(t reflect.Type, embedCost uint64)
 	collect = func(t reflect.Type, embedCost uint64) {
-		if seen[t] {
+		if inPath[t] || len(inPath) > MaxDepth {
 			return
 		}
-		seen[t] = true
+		inPath[t] = true
+		defer delete(inPath, t)
 		for i := range t.NumField() {
 			f := t.Field(i)
 			if f.Name == "_" {

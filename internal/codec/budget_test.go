@@ -13,6 +13,13 @@ import (
 // empty map, one byte).
 type big4k struct{ A [4096]byte }
 
+// binarySlice has UnmarshalBinary, which the CBOR library calls for byte
+// strings only: an array still decodes by kind.
+type binarySlice []big4k
+
+func (b *binarySlice) UnmarshalBinary([]byte) error  { return nil }
+func (b binarySlice) MarshalBinary() ([]byte, error) { return nil, nil }
+
 // forgedArray returns the CBOR head of an array of n elements followed by n
 // empty maps: n+5 bytes that decode into n zero structs.
 func forgedArray(n int) []byte {
@@ -99,6 +106,10 @@ func TestDecodeOverBudget(t *testing.T) {
 		{"slice under a tag", func() error {
 			var v []big4k
 			return For[[]big4k]().Decode(append([]byte{0xd9, 0xd9, 0xf7}, forgedArray(n)...), &v)
+		}},
+		{"slice type with UnmarshalBinary, decoded by kind", func() error {
+			var v binarySlice
+			return For[binarySlice]().Decode(forgedArray(n), &v)
 		}},
 		{"type mismatch charged at worst", func() error {
 			var v struct{ X []big4k }

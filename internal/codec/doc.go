@@ -15,14 +15,14 @@
 // Every other type travels as CBOR (RFC 8949) through
 // github.com/fxamacker/cbor/v2, decoded with limits (MaxEncodedLen,
 // MaxElements, MaxDepth) so that corrupt or hostile bytes give an error,
-// never a panic or an unbounded allocation: before decoding, Decode adds
-// up the memory the message describes (element counts times element sizes,
+// never a panic or an unbounded allocation: before decoding, Decode adds up
+// the memory the message describes (element counts times element sizes,
 // nested) and refuses more than DecodeBudgetRatio bytes per input byte
-// (ErrOverBudget). Types implementing
-// encoding.BinaryMarshaler and encoding.BinaryUnmarshaler travel as a CBOR
-// byte string holding their MarshalBinary output; this is how handles such
-// as *shm.Array and *ipc.Queue cross process boundaries. Such types never
-// take the raw path, even when they are plain data.
+// (ErrOverBudget). Types implementing encoding.BinaryMarshaler and
+// encoding.BinaryUnmarshaler travel as a CBOR byte string holding their
+// MarshalBinary output; this is how handles such as *shm.Array and
+// *ipc.Queue cross process boundaries. Such types never take the raw path,
+// even when they are plain data.
 //
 // # Why CBOR
 //
