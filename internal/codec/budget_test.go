@@ -3,6 +3,7 @@ package codec
 import (
 	"bytes"
 	"errors"
+	"reflect"
 	"runtime"
 	"runtime/metrics"
 	"testing"
@@ -218,17 +219,28 @@ func FuzzDecodeBudget(f *testing.F) {
 	f.Add([]byte{0xbf, 0x61, 'm', 0xa1, 0x60, 0xa0, 0xff})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		limit := 4*decodeBudget(len(b)) + 1<<20
-		check := func(name string, decode func() error) {
-			if alloc := allocDuring(func() { _ = decode() }); alloc > limit {
+		check := func(name string, typ reflect.Type, decode func() error) {
+			var err error
+			alloc := allocDuring(func() { err = decode() })
+			if alloc > limit {
 				t.Errorf("Decode into %s allocated %d bytes for a %d-byte message, want at most %d", name, alloc, len(b), limit)
 			}
+			// What Decode lets through must cost about what the walk
+			// estimated: an estimate far below the real allocation is a
+			// hole a bigger message could drive through.
+			if est, werr := checkBudget(b, typ, ^uint64(0)); werr == nil && !errors.Is(err, ErrOverBudget) && alloc > 2*est+64<<10 {
+				t.Errorf("Decode into %s allocated %d bytes, walk estimated %d (error %v)", name, alloc, est, err)
+			}
 		}
-		check("[]big4k", func() error { var v []big4k; return For[[]big4k]().Decode(b, &v) })
-		check("[]*big4k", func() error { var v []*big4k; return For[[]*big4k]().Decode(b, &v) })
-		check("[][]big4k", func() error { var v [][]big4k; return For[[][]big4k]().Decode(b, &v) })
-		check("map[int][]big4k", func() error { var v map[int][]big4k; return For[map[int][]big4k]().Decode(b, &v) })
-		check("mixed", func() error { var v mixed; return For[mixed]().Decode(b, &v) })
-		check("[]mixed", func() error { var v []mixed; return For[[]mixed]().Decode(b, &v) })
-		check("any", func() error { var v any; return For[any]().Decode(b, &v) })
+		check("[]big4k", reflect.TypeFor[[]big4k](), func() error { var v []big4k; return For[[]big4k]().Decode(b, &v) })
+		check("[]*big4k", reflect.TypeFor[[]*big4k](), func() error { var v []*big4k; return For[[]*big4k]().Decode(b, &v) })
+		check("[][]big4k", reflect.TypeFor[[][]big4k](), func() error { var v [][]big4k; return For[[][]big4k]().Decode(b, &v) })
+		check("map[int][]big4k", reflect.TypeFor[map[int][]big4k](), func() error {
+			var v map[int][]big4k
+			return For[map[int][]big4k]().Decode(b, &v)
+		})
+		check("mixed", reflect.TypeFor[mixed](), func() error { var v mixed; return For[mixed]().Decode(b, &v) })
+		check("[]mixed", reflect.TypeFor[[]mixed](), func() error { var v []mixed; return For[[]mixed]().Decode(b, &v) })
+		check("any", reflect.TypeFor[any](), func() error { var v any; return For[any]().Decode(b, &v) })
 	})
 }
