@@ -1,15 +1,9 @@
 package codec
 
 import (
+	"encoding/binary"
 	"errors"
-	"math/big"
 	"math/bits"
-	"reflect"
-	"strings"
-	"sync"
-	"time"
-
-	"github.com/fxamacker/cbor/v2"
 )
 
 // The decoder sizes a Go slice or map from the element count in the CBOR
@@ -20,7 +14,8 @@ import (
 // CBOR heads first, directed by the Go type the message is decoded into, adds
 // up what decoding will allocate (slice backing arrays, map entries, pointer
 // targets, strings), and refuses the message as soon as the sum passes the
-// budget, before anything is allocated.
+// budget, before anything is allocated. The Go type is compiled once into a
+// tree of nodes (budget_types.go), so the walk does no reflection.
 //
 // The budget is proportional to the message: a legitimate encoding cannot
 // expand by much, because every element costs at least one byte. Measured
@@ -56,7 +51,10 @@ const (
 	mapEntryCost = 16 // per entry: control bytes, load factor slack
 	anyBoxCost   = 24 // boxing a value in an interface (a slice header)
 	anyTagCost   = 32 // a cbor.Tag in an interface
-	maxWalkDepth = MaxDepth + 2
+	// maxWalkDepth bounds the recursion: CBOR nesting (MaxDepth, which the
+	// decoder enforces) plus pointer levels of the Go type, which do not
+	// nest in CBOR.
+	maxWalkDepth = 4*MaxDepth + 8
 )
 
 // decodeBudget returns the memory a message of n bytes may decode into.
@@ -66,38 +64,31 @@ func decodeBudget(n int) uint64 {
 
 var (
 	errOverBudget = errors.New("over budget")
-	errMalformed  = errors.New("malformed CBOR head")
-
-	typeAny          = reflect.TypeFor[any]()
-	typeTime         = reflect.TypeFor[time.Time]()
-	typeBigInt       = reflect.TypeFor[big.Int]()
-	typeTag          = reflect.TypeFor[cbor.Tag]()
-	typeRawTag       = reflect.TypeFor[cbor.RawTag]()
-	cborUnmarshaler  = reflect.TypeFor[cbor.Unmarshaler]()
-	fallbackSizes    sync.Map // reflect.Type -> uint64
-	structFieldCache sync.Map // reflect.Type -> *structFields
+	errMalformed  = errors.New("malformed or too deeply nested CBOR")
 )
 
-// checkBudget reports, without allocating in proportion to data, whether
-// decoding data (well-formed CBOR, checked before) into a value of type t
-// stays within budget bytes. The error is errOverBudget, or errMalformed for
-// heads the walk cannot read.
-func checkBudget(data []byte, t reflect.Type, budget uint64) (uint64, error) {
-	s := sizer{data: data, budget: budget, root: t}
-	err := s.value(t, 0)
+// checkBudget adds up what decoding data into a value of the type behind n
+// allocates, stopping with errOverBudget as soon as that passes budget. It
+// reads data as hostile (every head is bounds-checked) and returns
+// errMalformed for what it cannot walk; it does not check for trailing
+// bytes or invalid UTF-8, which the decoder rejects itself.
+func checkBudget(data []byte, n *tnode, budget uint64) (uint64, error) {
+	s := sizer{data: data, budget: budget, worst: n.worst}
+	err := s.value(n, 0)
 	return s.total, err
 }
 
 // sizer walks one CBOR message. The cost it adds up is an upper estimate of
 // what the decoder allocates: where the walk cannot tell which Go type an
 // item decodes into (a type mismatch, which the decoder rejects anyway, or a
-// key it cannot match), it charges the largest type reachable from the root.
+// key it cannot match), it charges the largest type reachable from the root
+// (worst) for every item.
 type sizer struct {
 	data   []byte
 	pos    int
 	total  uint64
 	budget uint64
-	root   reflect.Type
+	worst  uint64
 }
 
 // charge adds n × size to the total, saturating, and fails once the total
@@ -149,8 +140,16 @@ func (s *sizer) head() (major byte, arg uint64, indef bool, err error) {
 		if len(s.data)-s.pos < n {
 			return 0, 0, false, errMalformed
 		}
-		for _, c := range s.data[s.pos : s.pos+n] {
-			arg = arg<<8 | uint64(c)
+		b := s.data[s.pos:]
+		switch n {
+		case 1:
+			arg = uint64(b[0])
+		case 2:
+			arg = uint64(binary.BigEndian.Uint16(b))
+		case 4:
+			arg = uint64(binary.BigEndian.Uint32(b))
+		default:
+			arg = binary.BigEndian.Uint64(b)
 		}
 		s.pos += n
 		return major, arg, false, nil
@@ -222,16 +221,18 @@ func (s *sizer) elements(n uint64, indef bool, f func() error) error {
 	return nil
 }
 
-// value walks one item that decodes into a value of type t, already
-// allocated by its container. t == nil means the decoder skips the item.
-func (s *sizer) value(t reflect.Type, depth int) error {
+// value walks one item that decodes into a value of node n's type, already
+// allocated by its container.
+func (s *sizer) value(n *tnode, depth int) error {
 	if depth > maxWalkDepth {
 		return errMalformed
 	}
-	if t == nil {
+	switch n.kind {
+	case kindSkip:
 		return s.skip(depth)
-	}
-	if opaque(t) {
+	case kindAny:
+		return s.anyValue(depth)
+	case kindOpaque:
 		// Custom and special decoders receive the item's bytes; charge
 		// their size as what they may reasonably keep.
 		start := s.pos
@@ -240,11 +241,6 @@ func (s *sizer) value(t reflect.Type, depth int) error {
 		}
 		return s.charge(1, uint64(s.pos-start)+anyBoxCost)
 	}
-	if t.Kind() == reflect.Interface || t == typeTag {
-		// An interface the caller left nil gets the default types; a
-		// cbor.Tag holds its content in an interface.
-		return s.anyValue(depth)
-	}
 	start := s.pos
 	major, arg, indef, err := s.head()
 	if err != nil {
@@ -252,139 +248,163 @@ func (s *sizer) value(t reflect.Type, depth int) error {
 	}
 	switch major {
 	case majorTag:
-		return s.value(t, depth+1) // tags are unwrapped for ordinary types
-	case majorSimple:
-		if t.Kind() == reflect.Pointer { // a float or bool behind a pointer
-			return s.charge(1, uint64(t.Elem().Size()))
+		return s.value(n, depth+1) // tags are unwrapped for ordinary types
+	case majorSimple, majorUint, majorNegInt:
+		if n.kind == kindPointer { // a number or bool behind a pointer
+			return s.charge(1, n.elem.size)
 		}
-		return nil // null, undefined, bools and floats allocate nothing
+		return nil // null, undefined, bools and numbers allocate nothing
 	case majorBytes, majorText:
-		n, _, err := s.stringBytes(arg, indef)
+		length, _, err := s.stringBytes(arg, indef)
 		if err != nil {
 			return err
 		}
-		if t.Kind() == reflect.Pointer {
-			if err := s.charge(1, uint64(t.Elem().Size())); err != nil {
+		if n.kind == kindPointer {
+			if err := s.charge(1, n.elem.size); err != nil {
 				return err
 			}
 		}
-		return s.charge(1, n)
-	case majorUint, majorNegInt:
-		if t.Kind() == reflect.Pointer {
-			return s.charge(1, uint64(t.Elem().Size()))
-		}
-		return nil
+		return s.charge(1, length)
 	}
 	// An array or a map.
-	switch t.Kind() {
-	case reflect.Pointer:
+	switch n.kind {
+	case kindPointer:
 		s.pos = start
-		if err := s.charge(1, uint64(t.Elem().Size())); err != nil {
+		if err := s.charge(1, n.elem.size); err != nil {
 			return err
 		}
-		return s.value(t.Elem(), depth+1)
-	case reflect.Slice:
+		return s.value(n.elem, depth+1)
+	case kindSlice:
 		if major != majorArray {
 			break
 		}
-		elem := t.Elem()
 		// reflect.MakeSlice boxes the new slice header.
 		if err := s.charge(1, anyBoxCost); err != nil {
 			return err
 		}
 		if !indef {
-			if err := s.charge(arg, uint64(elem.Size())); err != nil {
+			if err := s.charge(arg, n.elem.size); err != nil {
 				return err
 			}
+			if n.elem.kind == kindScalar {
+				return s.scalars(n.elem, arg, depth+1)
+			}
 		}
-		return s.elements(arg, indef, func() error {
+		for i := uint64(0); indef || i < arg; i++ {
 			if indef {
+				if brk, err := s.atBreak(); brk || err != nil {
+					return err
+				}
 				// Grown by appending: charge each element twice for
 				// the copies left behind.
-				if err := s.charge(2, uint64(elem.Size())); err != nil {
+				if err := s.charge(2, n.elem.size); err != nil {
 					return err
 				}
 			}
-			return s.value(elem, depth+1)
-		})
-	case reflect.Array:
+			if err := s.value(n.elem, depth+1); err != nil {
+				return err
+			}
+		}
+		return nil
+	case kindArray:
 		if major != majorArray {
 			break
 		}
-		elem, i := t.Elem(), 0
-		return s.elements(arg, indef, func() error {
-			i++
-			if i > t.Len() {
-				return s.skip(depth + 1) // extra elements are dropped
+		for i := uint64(0); indef || i < arg; i++ {
+			if indef {
+				if brk, err := s.atBreak(); brk || err != nil {
+					return err
+				}
 			}
-			return s.value(elem, depth+1)
-		})
-	case reflect.Map:
+			elem := n.elem
+			if i >= n.len {
+				elem = skipNode // extra elements are dropped
+			}
+			if err := s.value(elem, depth+1); err != nil {
+				return err
+			}
+		}
+		return nil
+	case kindMap:
 		if major != majorMap {
 			break
 		}
-		key, elem := t.Key(), t.Elem()
 		if err := s.charge(1, mapBaseCost); err != nil {
 			return err
 		}
-		return s.elements(arg, indef, func() error {
-			if err := s.charge(1, uint64(key.Size()+elem.Size())+mapEntryCost); err != nil {
+		for i := uint64(0); indef || i < arg; i++ {
+			if indef {
+				if brk, err := s.atBreak(); brk || err != nil {
+					return err
+				}
+			}
+			if err := s.charge(1, n.key.size+n.elem.size+mapEntryCost); err != nil {
 				return err
 			}
-			if err := s.value(key, depth+1); err != nil {
+			if err := s.value(n.key, depth+1); err != nil {
 				return err
 			}
-			return s.value(elem, depth+1)
-		})
-	case reflect.Struct:
-		fields := fieldsOf(t)
-		if major != majorMap || fields.toArray {
+			if err := s.value(n.elem, depth+1); err != nil {
+				return err
+			}
+		}
+		return nil
+	case kindStruct:
+		if major != majorMap || n.fields.toArray {
 			break // a toarray struct's positions are not modelled: fallback
 		}
-		return s.elements(arg, indef, func() error {
-			f, err := s.key(fields, depth+1)
+		for i := uint64(0); indef || i < arg; i++ {
+			if indef {
+				if brk, err := s.atBreak(); brk || err != nil {
+					return err
+				}
+			}
+			f, err := s.key(n.fields, depth+1)
 			if err != nil {
 				return err
 			}
-			if f == nil {
-				return s.skip(depth + 1)
+			switch {
+			case f == nil:
+				err = s.skip(depth + 1) // the decoder skips unknown keys
+			case f == fallbackField:
+				err = s.fallback(depth + 1)
+			default:
+				if err = s.charge(1, f.embedCost); err == nil {
+					err = s.value(f.node, depth+1)
+				}
 			}
-			if f == fallbackField {
-				return s.fallback(depth + 1)
+			if err != nil {
+				return err
 			}
-			return s.field(f, depth+1)
-		})
+		}
+		return nil
 	}
 	// A type mismatch: the decoder will refuse it, but what it allocates
-	// on the way cannot be told from t, so assume the worst.
+	// on the way cannot be told from the type, so assume the worst.
 	s.pos = start
 	return s.fallback(depth)
 }
 
-// opaque reports whether the CBOR library decodes t by a method or a
-// special case that takes the item's bytes whole (cbor.Unmarshaler,
-// time.Time, big.Int, cbor.RawTag) rather than by kind. A BinaryUnmarshaler
-// is not opaque: the library calls it for byte strings only, which the walk
-// charges by length anyway, and decodes any other item by kind.
-func opaque(t reflect.Type) bool {
-	switch t {
-	case typeTime, typeBigInt, typeRawTag:
-		return true
+// scalars walks count elements of a scalar type (numbers, strings) in a
+// tight loop: the common []float64 or []string costs one head read per
+// element. Anything else among them goes through value.
+func (s *sizer) scalars(n *tnode, count uint64, depth int) error {
+	for range count {
+		if s.pos >= len(s.data) {
+			return errMalformed
+		}
+		if b := s.data[s.pos]; b>>5 <= majorNegInt || b>>5 == majorSimple {
+			if _, _, _, err := s.head(); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := s.value(n, depth); err != nil {
+			return err
+		}
 	}
-	return t.Kind() != reflect.Interface && reflect.PointerTo(t).Implements(cborUnmarshaler)
+	return nil
 }
-
-// field walks the value of a struct field, charging the embedded structs
-// reached through nil pointers that the decoder allocates on the way.
-func (s *sizer) field(f *structField, depth int) error {
-	if err := s.charge(1, f.embedCost); err != nil {
-		return err
-	}
-	return s.value(f.typ, depth)
-}
-
-// fallbackField marks a key the walk cannot match reliably.
-var fallbackField = &structField{}
 
 // key reads a map key decoded against a struct and returns the field it can
 // select, nil for none (the decoder skips the value), or fallbackField.
@@ -401,7 +421,7 @@ func (s *sizer) key(fields *structFields, depth int) (*structField, error) {
 			return nil, err
 		}
 		if indef {
-			return fallbackField, nil
+			return fallbackField, nil // chunked: not worth joining
 		}
 		return fields.byName(b), nil
 	case majorUint, majorNegInt:
@@ -477,7 +497,7 @@ func (s *sizer) fallback(depth int) error {
 	if depth > maxWalkDepth {
 		return errMalformed
 	}
-	worst := fallbackSize(s.root)
+	worst := s.worst
 	major, arg, indef, err := s.head()
 	if err != nil {
 		return err
@@ -549,191 +569,4 @@ func (s *sizer) skip(depth int) error {
 		return s.skip(depth + 1)
 	}
 	return nil
-}
-
-// fallbackSize returns the largest per-item cost of any type reachable from
-// t: its size plus a map entry's overhead.
-func fallbackSize(t reflect.Type) uint64 {
-	if v, ok := fallbackSizes.Load(t); ok {
-		return v.(uint64)
-	}
-	var worst uint64 = 32 + mapEntryCost // an entry of map[any]any
-	seen := map[reflect.Type]bool{}
-	var walk func(t reflect.Type)
-	walk = func(t reflect.Type) {
-		if t == nil || seen[t] {
-			return
-		}
-		seen[t] = true
-		worst = max(worst, uint64(t.Size())+mapEntryCost)
-		switch t.Kind() {
-		case reflect.Pointer, reflect.Slice, reflect.Array:
-			walk(t.Elem())
-		case reflect.Map:
-			worst = max(worst, uint64(t.Key().Size()+t.Elem().Size())+mapEntryCost)
-			walk(t.Key())
-			walk(t.Elem())
-		case reflect.Struct:
-			for i := range t.NumField() {
-				walk(t.Field(i).Type)
-			}
-		}
-	}
-	walk(t)
-	fallbackSizes.Store(t, worst)
-	return worst
-}
-
-// structField is a struct field a CBOR map key can select.
-type structField struct {
-	typ       reflect.Type
-	embedCost uint64 // sizes of embedded structs reached through pointers
-}
-
-// structFields lists the fields of a struct type by every name the CBOR
-// library might match a key against: each field's Go name and its cbor or
-// json tag name, including fields promoted from embedded structs. This is a
-// superset of the fields the decoder selects, so a key the walk cannot
-// match is one the decoder skips.
-type structFields struct {
-	list     []structField
-	names    map[string][]int // name -> indices into list
-	fold     map[string][]int // ASCII-lowered name -> indices into list
-	slowFold bool             // some name is not ASCII: fold with strings.EqualFold
-	toArray  bool
-}
-
-func fieldsOf(t reflect.Type) *structFields {
-	if v, ok := structFieldCache.Load(t); ok {
-		return v.(*structFields)
-	}
-	fs := &structFields{names: map[string][]int{}}
-	if f, ok := t.FieldByName("_"); ok && strings.Contains(f.Tag.Get("cbor"), "toarray") {
-		fs.toArray = true
-	}
-	// Every embedding path is followed (the library keeps the shallowest of
-	// several, and the embedded pointers on the way decide what it
-	// allocates), except around a cycle.
-	inPath := map[reflect.Type]bool{}
-	var collect func(t reflect.Type, embedCost uint64)
-	collect = func(t reflect.Type, embedCost uint64) {
-		if inPath[t] || len(inPath) > MaxDepth {
-			return
-		}
-		inPath[t] = true
-		defer delete(inPath, t)
-		for i := range t.NumField() {
-			f := t.Field(i)
-			if f.Name == "_" {
-				continue
-			}
-			i := len(fs.list)
-			fs.list = append(fs.list, structField{typ: f.Type, embedCost: embedCost})
-			fs.names[f.Name] = append(fs.names[f.Name], i)
-			for _, key := range []string{"cbor", "json"} {
-				if name, _, _ := strings.Cut(f.Tag.Get(key), ","); name != "" && name != "-" {
-					fs.names[name] = append(fs.names[name], i)
-				}
-			}
-			if f.Anonymous {
-				et, cost := f.Type, embedCost
-				if et.Kind() == reflect.Pointer {
-					et = et.Elem()
-					cost += uint64(et.Size())
-				}
-				if et.Kind() == reflect.Struct {
-					collect(et, cost)
-				}
-			}
-		}
-	}
-	collect(t, 0)
-	fs.fold = map[string][]int{}
-	for name, idx := range fs.names {
-		if !isASCII(name) {
-			fs.slowFold = true
-		}
-		lower := strings.ToLower(name)
-		fs.fold[lower] = append(fs.fold[lower], idx...)
-	}
-	actual, _ := structFieldCache.LoadOrStore(t, fs)
-	return actual.(*structFields)
-}
-
-// byName returns the field a text key selects. The library matches a key
-// exactly, then case-insensitively; the fields whose names fold to the key
-// include both, and if they disagree the walk cannot tell which one the
-// decoder picks, so it gets fallbackField.
-func (fs *structFields) byName(key []byte) *structField {
-	var buf [64]byte
-	if !fs.slowFold && len(key) <= len(buf) && isASCII(string(key)) {
-		for i, c := range key {
-			if 'A' <= c && c <= 'Z' {
-				c += 'a' - 'A'
-			}
-			buf[i] = c
-		}
-		if idx := fs.fold[string(buf[:len(key)])]; len(idx) > 0 {
-			return fs.one(idx)
-		}
-		return nil
-	}
-	var found *structField
-	for name, idx := range fs.names {
-		if strings.EqualFold(name, string(key)) {
-			f := fs.one(idx)
-			if found != nil && found != f {
-				return fallbackField
-			}
-			found = f
-		}
-	}
-	return found
-}
-
-func isASCII(s string) bool {
-	for i := range len(s) {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
-}
-
-// byInt returns the field an integer key (keyasint) selects.
-func (fs *structFields) byInt(major byte, arg uint64) *structField {
-	if major == majorNegInt || arg > 1<<20 {
-		// Field names are short; a negative or long number names
-		// at most an odd field: be conservative.
-		if len(fs.names) == 0 {
-			return nil
-		}
-		return fallbackField
-	}
-	var buf [8]byte
-	n := len(buf)
-	for v := arg; ; v /= 10 {
-		n--
-		buf[n] = byte('0' + v%10)
-		if v < 10 {
-			break
-		}
-	}
-	if idx := fs.names[string(buf[n:])]; len(idx) > 0 {
-		return fs.one(idx)
-	}
-	return nil
-}
-
-// one returns the field behind idx, or fallbackField when idx holds fields
-// of different types (the walk cannot tell which one the decoder picks).
-func (fs *structFields) one(idx []int) *structField {
-	f := &fs.list[idx[0]]
-	for _, i := range idx[1:] {
-		g := &fs.list[i]
-		if g.typ != f.typ || g.embedCost != f.embedCost {
-			return fallbackField
-		}
-	}
-	return f
 }

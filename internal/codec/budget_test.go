@@ -191,7 +191,7 @@ func legit[T any](t *testing.T, check func(*testing.T, string, int, uint64, uint
 	if err != nil {
 		t.Fatal(err)
 	}
-	est, _ := checkBudget(msg, c.plan().typ, ^uint64(0))
+	est, _ := checkBudget(msg, c.plan().node, ^uint64(0))
 	var out T
 	alloc := allocDuring(func() { err = c.Decode(msg, &out) })
 	check(t, t.Name(), len(msg), est, alloc, err)
@@ -228,7 +228,7 @@ func FuzzDecodeBudget(f *testing.F) {
 			// What Decode lets through must cost about what the walk
 			// estimated: an estimate far below the real allocation is a
 			// hole a bigger message could drive through.
-			if est, werr := checkBudget(b, typ, ^uint64(0)); werr == nil && !errors.Is(err, ErrOverBudget) && alloc > 2*est+64<<10 {
+			if est, werr := checkBudget(b, nodeOf(typ), ^uint64(0)); werr == nil && !errors.Is(err, ErrOverBudget) && alloc > 2*est+64<<10 {
 				t.Errorf("Decode into %s allocated %d bytes, walk estimated %d (error %v)", name, alloc, est, err)
 			}
 		}

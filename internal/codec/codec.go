@@ -43,7 +43,7 @@ type Codec[T any] struct {
 
 // plan is what For decides once per type.
 type plan struct {
-	typ   reflect.Type
+	node  *tnode // CBOR types: the type compiled for the budget walk
 	raw   bool
 	size  int       // unsafe.Sizeof(T) for raw types
 	bools []uintptr // offsets of bool bytes in raw types
@@ -144,15 +144,16 @@ func (c Codec[T]) Decode(b []byte, v *T) error {
 	if len(b) > MaxEncodedLen {
 		return fmt.Errorf("decode %v: %d bytes: %w", reflect.TypeFor[T](), len(b), ErrTooLarge)
 	}
-	// Well-formedness first (depth, counts, lengths), so that the budget
-	// walk reads only heads that are there.
-	if err := decMode.Wellformed(b); err != nil {
-		return fmt.Errorf("decode %v: %w", reflect.TypeFor[T](), err)
-	}
-	if used, err := checkBudget(b, p.typ, decodeBudget(len(b))); err != nil {
+	if used, err := checkBudget(b, p.node, decodeBudget(len(b))); err != nil {
 		if errors.Is(err, errOverBudget) {
 			return fmt.Errorf("decode %v: %d-byte message describes more than %d bytes of memory (at least %d): %w",
 				reflect.TypeFor[T](), len(b), decodeBudget(len(b)), used, ErrOverBudget)
+		}
+		// Prefer the library's account of malformed input; if it has
+		// none, the walk's refusal stands (it never lets through what
+		// it could not bound).
+		if werr := decMode.Wellformed(b); werr != nil {
+			err = werr
 		}
 		return fmt.Errorf("decode %v: %w", reflect.TypeFor[T](), err)
 	}
@@ -172,12 +173,15 @@ func planOf(t reflect.Type) *plan {
 	if p, ok := plans.Load(t); ok {
 		return p.(*plan)
 	}
-	p := &plan{typ: t}
+	p := &plan{}
 	if t != nil && !marshals(t) {
 		if bools, ok := rawBools(t, 0, nil); ok {
 			p.raw, p.size, p.bools = true, int(t.Size()), bools
 			p.pads = padding(t, 0, nil)
 		}
+	}
+	if !p.raw && t != nil {
+		p.node = nodeOf(t)
 	}
 	actual, _ := plans.LoadOrStore(t, p)
 	return actual.(*plan)
