@@ -61,9 +61,9 @@ func registered(id uint64) *Segment {
 // Lookup returns the live segment with the given id: one this process
 // created or attached and has not closed yet. Inside an mproc worker, a
 // segment the worker does not have yet is fetched from the parent, attached
-// and kept until fdpass.Release drops it (the pool does so between tasks
-// once the parent has closed the segment); do not Close a segment you did
-// not create or attach yourself. Outside a worker, or when the parent does not
+// and kept until the pool releases it between tasks, once the parent has
+// closed it (internal/fdpass.Release); do not Close a segment you did not
+// create or attach yourself. Outside a worker, or when the parent does not
 // know the id, it returns an error wrapping ErrUnknownSegment. Safe for
 // concurrent use.
 func Lookup(id uint64) (*Segment, error) {

@@ -47,12 +47,10 @@ func create(name string, size int, elemSize, elemType uint64) (*Segment, error) 
 	}
 	f := os.NewFile(uintptr(fd), "/memfd:"+label)
 	if err := unix.Ftruncate(fd, int64(HeaderSize+size)); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("size segment to %d bytes: %w", HeaderSize+size, os.NewSyscallError("ftruncate", err))
+		return nil, errors.Join(fmt.Errorf("size segment to %d bytes: %w", HeaderSize+size, os.NewSyscallError("ftruncate", err)), f.Close())
 	}
 	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, sizeSeals); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("seal segment size: %w", os.NewSyscallError("fcntl", err))
+		return nil, errors.Join(fmt.Errorf("seal segment size: %w", os.NewSyscallError("fcntl", err)), f.Close())
 	}
 	var flags uint32
 	if elemSize != 0 {

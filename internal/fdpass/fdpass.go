@@ -25,7 +25,8 @@ var Fetch func(id uint64) (*os.File, error)
 // this process created (shm.New, shm.NewArray, shm.CreateNamed: the ones it
 // can serve to workers through Fetch) once that segment has been closed,
 // by Close or by the cleanup of a Segment dropped without Close. It is
-// called exactly once per segment, after the segment is released, with no
+// called exactly once per segment, after the segment is released (even if
+// releasing it reported an error: the segment is gone either way), with no
 // shm lock held, on the goroutine that closed it (or the runtime's cleanup
 // goroutine): it may call into shm, and must not block for long. It is not
 // called for segments this process attached, opened or fetched. Set once,
