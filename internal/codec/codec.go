@@ -126,7 +126,9 @@ func (c Codec[T]) Append(dst []byte, v T) ([]byte, error) {
 // panic. Before decoding CBOR it adds up the memory the value will take
 // (element counts times element sizes, nested) and refuses, with an error
 // wrapping ErrOverBudget, a message that describes more than
-// DecodeBudgetRatio bytes per input byte (at least MinDecodeBudget). On error *v may be partly written. Decode does not retain b.
+// DecodeBudgetRatio bytes per input byte (at least MinDecodeBudget), having
+// allocated nothing for it. On error *v may be partly written. Decode does
+// not retain b.
 func (c Codec[T]) Decode(b []byte, v *T) error {
 	p := c.plan()
 	if p.raw {
@@ -144,10 +146,11 @@ func (c Codec[T]) Decode(b []byte, v *T) error {
 	if len(b) > MaxEncodedLen {
 		return fmt.Errorf("decode %v: %d bytes: %w", reflect.TypeFor[T](), len(b), ErrTooLarge)
 	}
-	if used, err := checkBudget(b, p.node, decodeBudget(len(b))); err != nil {
+	if _, err := checkBudget(b, p.node, decodeBudget(len(b))); err != nil {
 		if errors.Is(err, errOverBudget) {
-			return fmt.Errorf("decode %v: %d-byte message describes more than %d bytes of memory (at least %d): %w",
-				reflect.TypeFor[T](), len(b), decodeBudget(len(b)), used, ErrOverBudget)
+			return fmt.Errorf("decode %v: %d-byte message describes more than its budget of %d bytes of memory "+
+				"(a forged or corrupt element count; send bulk data as a shm.Array): %w",
+				reflect.TypeFor[T](), len(b), decodeBudget(len(b)), ErrOverBudget)
 		}
 		// Prefer the library's account of malformed input; if it has
 		// none, the walk's refusal stands (it never lets through what
