@@ -350,8 +350,25 @@ func (s *sizer) value(n *tnode, depth int) error {
 		}
 		return nil
 	case kindStruct:
+		if major == majorArray && n.fields.byPos != nil {
+			for i := uint64(0); indef || i < arg; i++ {
+				if indef {
+					if brk, err := s.atBreak(); brk || err != nil {
+						return err
+					}
+				}
+				elem := skipNode // more elements than fields: dropped
+				if i < uint64(len(n.fields.byPos)) {
+					elem = n.fields.byPos[i].node
+				}
+				if err := s.value(elem, depth+1); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
 		if major != majorMap || n.fields.toArray {
-			break // a toarray struct's positions are not modelled: fallback
+			break // a mismatch, or a toarray struct the walk cannot lay out
 		}
 		for i := uint64(0); indef || i < arg; i++ {
 			if indef {

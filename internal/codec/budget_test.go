@@ -112,6 +112,15 @@ func TestDecodeOverBudget(t *testing.T) {
 			var v binarySlice
 			return For[binarySlice]().Decode(forgedArray(n), &v)
 		}},
+		{"toarray struct field", func() error {
+			type row struct {
+				_     struct{} `cbor:",toarray"`
+				ID    int64
+				Items []big4k
+			}
+			var v row
+			return For[row]().Decode(append([]byte{0x82, 0x00}, forgedArray(n)...), &v)
+		}},
 		{"type mismatch charged at worst", func() error {
 			var v struct{ X []big4k }
 			return For[struct{ X []big4k }]().Decode(forgedArray(n), &v)
@@ -171,6 +180,18 @@ func TestBudgetFitsLegitimate(t *testing.T) {
 		v := make(map[int]map[int]int, n/4)
 		for i := range n / 4 {
 			v[i] = map[int]int{}
+		}
+		legit(t, check, v)
+	})
+	t.Run("[]toarray struct of zeros", func(t *testing.T) {
+		type row struct {
+			_    struct{} `cbor:",toarray"`
+			ID   int64
+			Vals []int64
+		}
+		v := make([]row, 64)
+		for i := range v {
+			v[i].Vals = make([]int64, 1024)
 		}
 		legit(t, check, v)
 	})

@@ -154,12 +154,16 @@ type structFields struct {
 	fold     map[string][]int // ASCII-lowered name -> indices into list
 	slowFold bool             // some name is not ASCII: fold with strings.EqualFold
 	toArray  bool
+	// byPos lists a toarray struct's fields in CBOR array order; nil if
+	// the walk cannot tell it (embedded structs), which falls back.
+	byPos []*structField
 }
 
 func fieldsOf(t reflect.Type, memo map[reflect.Type]*tnode) *structFields {
 	fs := &structFields{names: map[string][]int{}}
 	if f, ok := t.FieldByName("_"); ok && strings.Contains(f.Tag.Get("cbor"), "toarray") {
 		fs.toArray = true
+		fs.byPos = positional(t, memo)
 	}
 	// Every embedding path is followed (the library keeps the shallowest of
 	// several, and the embedded pointers on the way decide what it
@@ -207,6 +211,29 @@ func fieldsOf(t reflect.Type, memo map[reflect.Type]*tnode) *structFields {
 		fs.fold[lower] = append(fs.fold[lower], idx...)
 	}
 	return fs
+}
+
+// positional returns the fields of a toarray struct in the order the CBOR
+// library puts them in the array: exported fields in declaration order,
+// without those tagged "-". With an embedded struct the order depends on
+// the library's promotion rules, which the walk does not model: nil.
+func positional(t reflect.Type, memo map[reflect.Type]*tnode) []*structField {
+	var list []*structField
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if f.Anonymous {
+			return nil
+		}
+		tag := f.Tag.Get("cbor")
+		if tag == "" {
+			tag = f.Tag.Get("json")
+		}
+		if !f.IsExported() || tag == "-" {
+			continue
+		}
+		list = append(list, &structField{node: build(f.Type, memo)})
+	}
+	return list
 }
 
 // byName returns the field a text key selects. The library matches a key
