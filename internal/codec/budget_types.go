@@ -237,12 +237,16 @@ func positional(t reflect.Type, memo map[reflect.Type]*tnode) []*structField {
 }
 
 // byName returns the field a text key selects. The library matches a key
-// exactly, then case-insensitively; the fields whose names fold to the key
-// include both, and if they disagree the walk cannot tell which one the
-// decoder picks, so it gets fallbackField.
+// exactly, then case-insensitively among names of the same byte length
+// (strings.EqualFold); the fields whose names fold to the key include both,
+// and if they disagree the walk cannot tell which one the decoder picks, so
+// it gets fallbackField. Between ASCII names, folding is ASCII lower-casing,
+// and a key with other bytes cannot fold to an ASCII name of its length,
+// so only structs with non-ASCII names take the loop.
 func (fs *structFields) byName(key []byte) *structField {
 	var buf [64]byte
-	if !fs.slowFold && len(key) <= len(buf) && isASCII(string(key)) {
+	ascii := isASCII(string(key))
+	if ascii && len(key) <= len(buf) {
 		for i, c := range key {
 			if 'A' <= c && c <= 'Z' {
 				c += 'a' - 'A'
@@ -252,11 +256,15 @@ func (fs *structFields) byName(key []byte) *structField {
 		if idx := fs.fold[string(buf[:len(key)])]; len(idx) > 0 {
 			return fs.one(idx)
 		}
+		if !fs.slowFold {
+			return nil
+		}
+	} else if !ascii && !fs.slowFold {
 		return nil
 	}
 	var found *structField
 	for name, idx := range fs.names {
-		if strings.EqualFold(name, string(key)) {
+		if len(name) == len(key) && strings.EqualFold(name, string(key)) {
 			f := fs.one(idx)
 			if found != nil && found != f {
 				return fallbackField
