@@ -34,7 +34,9 @@
 // Lookup, which fetches the segment from the parent on first use.
 //
 // Unrelated processes can meet by name with CreateNamed and OpenNamed
-// (/dev/shm/mproc-<name>, created O_EXCL with mode 0600).
+// (/dev/shm/mproc-<name>, created O_EXCL with mode 0600). Both use the file
+// only if it is still a regular file of this user with mode 0600: a FIFO,
+// a symlink or someone else's file at the name is an error, not a hang.
 //
 // # Caveats
 //
