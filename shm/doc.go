@@ -34,7 +34,9 @@
 // Lookup, which fetches the segment from the parent on first use.
 //
 // Unrelated processes can meet by name with CreateNamed and OpenNamed
-// (/dev/shm/mproc-<name>, created O_EXCL with mode 0600).
+// (/dev/shm/mproc-<name>, created O_EXCL with mode 0600). Both use the file
+// only if it is still a regular file of this user with mode 0600: a FIFO,
+// a symlink or someone else's file at the name is an error, not a hang.
 //
 // # Caveats
 //
@@ -45,6 +47,13 @@
 // segment dropped without Close has its descriptor closed by a cleanup, but
 // its mapping stays until the process exits, because a slice may still
 // point into it.
+//
+// Inside an mproc worker, a segment that Lookup fetched from the parent
+// (an Array received as a task argument) stays mapped after the task, so
+// the next task that names it costs nothing; once the parent closes the
+// segment, the pool releases the worker's copy between tasks. Do not keep
+// an Array or slice received in one task for use in a later one: its
+// mapping may be gone by then.
 //
 // Freeze makes a segment read-only for every process: this process's slices
 // stay valid but writing through them faults (SIGSEGV), and nobody can map

@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/mproc/mproc/internal/fdpass"
 	"github.com/mproc/mproc/internal/leakcheck"
 	"golang.org/x/sys/unix"
 )
@@ -76,6 +78,29 @@ func runChild(mode string) int {
 		fmt.Println("ready")
 		time.Sleep(time.Minute)
 		return fail("not killed")
+	case "dropped": // drop a created segment unclosed: its cleanup must call fdpass.Closed once
+		closed := make(chan uint64, 2)
+		fdpass.Closed = func(id uint64) { closed <- id }
+		id := dropSegment()
+		deadline := time.After(10 * time.Second)
+		for {
+			runtime.GC()
+			select {
+			case got := <-closed:
+				if got != id {
+					return fail("Closed(%#x), want Closed(%#x)", got, id)
+				}
+				time.Sleep(100 * time.Millisecond)
+				runtime.GC()
+				if len(closed) != 0 {
+					return fail("Closed called twice")
+				}
+				return 0
+			case <-deadline:
+				return fail("Closed not called for a dropped segment")
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
 	case "named": // create a named segment, say ready, wait to be killed
 		s, err := CreateNamed(os.Getenv("MPROC_SHM_TEST_NAME"), 4096)
 		if err != nil {
@@ -87,6 +112,19 @@ func runChild(mode string) int {
 		return fail("not killed")
 	}
 	return fail("unknown mode")
+}
+
+// dropSegment creates a segment and drops it without Close, returning its
+// id (in a function of its own, so that nothing on the caller's stack keeps
+// it reachable).
+//
+//go:noinline
+func dropSegment() uint64 {
+	s, err := New("dropped", 64)
+	if err != nil {
+		panic(err)
+	}
+	return s.ID()
 }
 
 const (

@@ -61,7 +61,8 @@ func registered(id uint64) *Segment {
 // Lookup returns the live segment with the given id: one this process
 // created or attached and has not closed yet. Inside an mproc worker, a
 // segment the worker does not have yet is fetched from the parent, attached
-// and kept for the life of the process; do not Close a segment you did not
+// and kept until the pool releases it between tasks, once the parent has
+// closed it (internal/fdpass.Release); do not Close a segment you did not
 // create or attach yourself. Outside a worker, or when the parent does not
 // know the id, it returns an error wrapping ErrUnknownSegment. Safe for
 // concurrent use.
@@ -95,4 +96,27 @@ func Lookup(id uint64) (*Segment, error) {
 	registry.entries[id] = regEntry{weak: weak.Make(s), strong: s}
 	registry.mu.Unlock()
 	return s, nil
+}
+
+func init() { fdpass.Release = releaseFetched }
+
+// releaseFetched implements fdpass.Release: it drops and closes the segment
+// Lookup fetched under id, if there is one, and leaves every other segment
+// alone. It holds fetchMu throughout, so that a Lookup racing with it
+// either finds the segment before it goes or fetches a fresh one after.
+func releaseFetched(id uint64) error {
+	registry.fetchMu.Lock()
+	defer registry.fetchMu.Unlock()
+	registry.mu.Lock()
+	e, ok := registry.entries[id]
+	if !ok || e.strong == nil {
+		registry.mu.Unlock()
+		return nil // not fetched (created, attached, or unknown): not ours to drop
+	}
+	delete(registry.entries, id)
+	registry.mu.Unlock()
+	if err := e.strong.Close(); err != nil {
+		return fmt.Errorf("release fetched segment %#x: %w", id, err)
+	}
+	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/edsrzf/mmap-go"
+	"github.com/mproc/mproc/internal/fdpass"
 )
 
 // namePrefix starts every memfd name and /dev/shm file name, so that leak
@@ -46,6 +47,10 @@ type resources struct {
 	mem  mmap.MMap // the whole file, header included
 	path string    // set for named segments this process created: unlinked on release
 	id   uint64
+	// created is set for segments this process made (New, NewArray,
+	// CreateNamed): the ones it can serve to its workers, which
+	// fdpass.Closed tells when they are gone.
+	created bool
 }
 
 // release closes the descriptor and removes the name. It unmaps only when
@@ -70,6 +75,17 @@ func (r *resources) release(unmap bool) error {
 	return errors.Join(errs...)
 }
 
+// notifyClosed tells fdpass.Closed that a segment this process created is
+// gone; the callers (Close, the cleanup) run once per segment.
+func (r *resources) notifyClosed() {
+	if !r.created {
+		return
+	}
+	if closed := fdpass.Closed; closed != nil {
+		closed(r.id)
+	}
+}
+
 // newSegment wraps resources whose header h has been written or validated,
 // registers the segment and arms the safety-net cleanup.
 func newSegment(r *resources, h header, frozen bool) *Segment {
@@ -82,6 +98,7 @@ func newSegment(r *resources, h header, frozen bool) *Segment {
 	s.cleanup = runtime.AddCleanup(s, func(r *resources) {
 		unregister(r.id, nil)
 		_ = r.release(false) // nobody to report to: the Segment was dropped without Close
+		r.notifyClosed()
 	}, r)
 	register(s)
 	return s
@@ -141,15 +158,20 @@ func (s *Segment) AddToCmd(cmd *exec.Cmd) int {
 // idempotent: later calls return nil.
 func (s *Segment) Close() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.res == nil {
+	r := s.res
+	if r == nil {
+		s.mu.Unlock()
 		return nil
 	}
-	r := s.res
+	// Once res is nil no other method touches the mapping, so it is
+	// released outside the lock, and fdpass.Closed runs with no lock held.
 	s.res, s.data = nil, nil
 	s.cleanup.Stop()
+	s.mu.Unlock()
 	unregister(r.id, s)
-	return r.release(true)
+	err := r.release(true)
+	r.notifyClosed()
+	return err
 }
 
 // validName checks the caller's part of a segment name.

@@ -47,12 +47,10 @@ func create(name string, size int, elemSize, elemType uint64) (*Segment, error) 
 	}
 	f := os.NewFile(uintptr(fd), "/memfd:"+label)
 	if err := unix.Ftruncate(fd, int64(HeaderSize+size)); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("size segment to %d bytes: %w", HeaderSize+size, os.NewSyscallError("ftruncate", err))
+		return nil, errors.Join(fmt.Errorf("size segment to %d bytes: %w", HeaderSize+size, os.NewSyscallError("ftruncate", err)), f.Close())
 	}
 	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, sizeSeals); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("seal segment size: %w", os.NewSyscallError("fcntl", err))
+		return nil, errors.Join(fmt.Errorf("seal segment size: %w", os.NewSyscallError("fcntl", err)), f.Close())
 	}
 	var flags uint32
 	if elemSize != 0 {
@@ -62,15 +60,21 @@ func create(name string, size int, elemSize, elemType uint64) (*Segment, error) 
 }
 
 // mapNew maps a freshly sized file, writes its header and registers it. It
-// takes ownership of r and releases it on failure.
-func mapNew(r *resources, size int, flags uint32, elemSize, elemType uint64) (*Segment, error) {
+// takes ownership of r and releases all of it (mapping, descriptor, name)
+// on failure.
+func mapNew(r *resources, size int, flags uint32, elemSize, elemType uint64) (s *Segment, err error) {
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, r.release(true))
+		}
+	}()
 	mem, err := mmap.MapRegion(r.f, HeaderSize+size, mmap.RDWR, 0, 0)
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("map segment: %w", os.NewSyscallError("mmap", err)), r.release(false))
+		return nil, fmt.Errorf("map segment: %w", os.NewSyscallError("mmap", err))
 	}
 	r.mem = mem
 	if err := prefault(mem, true); err != nil {
-		return nil, errors.Join(fmt.Errorf("allocate segment of %d bytes: %w", size, err), r.release(false))
+		return nil, fmt.Errorf("allocate segment of %d bytes: %w", size, err)
 	}
 	h := header{
 		Magic:    magic,
@@ -84,6 +88,7 @@ func mapNew(r *resources, size int, flags uint32, elemSize, elemType uint64) (*S
 		h.ID = rand.Uint64() // ChaCha8, seeded by the runtime from the OS
 	}
 	r.id = h.ID
+	r.created = true
 	h.encode(mem)
 	return newSegment(r, h, false), nil
 }
@@ -234,6 +239,11 @@ func (s *Segment) remap(f *os.File, prot int) error {
 	return nil
 }
 
+// madvise is unix.Madvise; tests swap it to make populating fail with
+// ENOMEM, which a test cannot otherwise provoke without starving the
+// machine.
+var madvise = unix.Madvise
+
 // prefaultMin is the size from which mappings are populated up front:
 // smaller ones (a pool worker's 2 MiB of rings) are cheaper to fault in as
 // they are used than to populate whole when a worker starts.
@@ -255,7 +265,7 @@ func prefault(mem []byte, write bool) error {
 	if write {
 		advice = unix.MADV_POPULATE_WRITE
 	}
-	err := unix.Madvise(mem, advice)
+	err := madvise(mem, advice)
 	if err == nil || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) {
 		return nil
 	}

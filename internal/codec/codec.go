@@ -3,6 +3,7 @@ package codec
 import (
 	"bytes"
 	"encoding"
+	"errors"
 	"fmt"
 	"reflect"
 	"sync"
@@ -42,10 +43,15 @@ type Codec[T any] struct {
 
 // plan is what For decides once per type.
 type plan struct {
+	node  *tnode // CBOR types: the type compiled for the budget walk
 	raw   bool
 	size  int       // unsafe.Sizeof(T) for raw types
 	bools []uintptr // offsets of bool bytes in raw types
+	pads  []span    // padding bytes of raw types, zeroed by Append
 }
+
+// span is a byte range [off, off+n) of a raw value.
+type span struct{ off, n uintptr }
 
 var (
 	plans sync.Map // reflect.Type -> *plan
@@ -93,7 +99,14 @@ func (c Codec[T]) plan() *plan {
 func (c Codec[T]) Append(dst []byte, v T) ([]byte, error) {
 	p := c.plan()
 	if p.raw {
-		return append(dst, rawBytes(&v, p.size)...), nil
+		start := len(dst)
+		dst = append(dst, rawBytes(&v, p.size)...)
+		// Padding holds whatever the compiler left there (stack bytes of
+		// this process): never hand it to another process.
+		for _, pad := range p.pads {
+			clear(dst[start+int(pad.off) : start+int(pad.off+pad.n)])
+		}
+		return dst, nil
 	}
 	start := len(dst)
 	buf := bytes.NewBuffer(dst)
@@ -110,7 +123,12 @@ func (c Codec[T]) Append(dst []byte, v T) ([]byte, error) {
 // Decode decodes b, one whole encoded value, into *v. The input is treated
 // as hostile: a wrong length, trailing bytes, malformed CBOR, or input over
 // the limits (MaxEncodedLen, MaxElements, MaxDepth) gives an error, never a
-// panic. On error *v may be partly written. Decode does not retain b.
+// panic. Before decoding CBOR it adds up the memory the value will take
+// (element counts times element sizes, nested) and refuses, with an error
+// wrapping ErrOverBudget, a message that describes more than
+// DecodeBudgetRatio bytes per input byte (at least MinDecodeBudget), having
+// allocated nothing for it. On error *v may be partly written. Decode does
+// not retain b.
 func (c Codec[T]) Decode(b []byte, v *T) error {
 	p := c.plan()
 	if p.raw {
@@ -127,6 +145,20 @@ func (c Codec[T]) Decode(b []byte, v *T) error {
 	}
 	if len(b) > MaxEncodedLen {
 		return fmt.Errorf("decode %v: %d bytes: %w", reflect.TypeFor[T](), len(b), ErrTooLarge)
+	}
+	if _, err := checkBudget(b, p.node, decodeBudget(len(b))); err != nil {
+		if errors.Is(err, errOverBudget) {
+			return fmt.Errorf("decode %v: %d-byte message describes more than its budget of %d bytes of memory "+
+				"(a forged or corrupt element count; send bulk data as a shm.Array): %w",
+				reflect.TypeFor[T](), len(b), decodeBudget(len(b)), ErrOverBudget)
+		}
+		// Prefer the library's account of malformed input; if it has
+		// none, the walk's refusal stands (it never lets through what
+		// it could not bound).
+		if werr := decMode.Wellformed(b); werr != nil {
+			err = werr
+		}
+		return fmt.Errorf("decode %v: %w", reflect.TypeFor[T](), err)
 	}
 	if err := decMode.Unmarshal(b, v); err != nil {
 		return fmt.Errorf("decode %v: %w", reflect.TypeFor[T](), err)
@@ -148,7 +180,11 @@ func planOf(t reflect.Type) *plan {
 	if t != nil && !marshals(t) {
 		if bools, ok := rawBools(t, 0, nil); ok {
 			p.raw, p.size, p.bools = true, int(t.Size()), bools
+			p.pads = padding(t, 0, nil)
 		}
+	}
+	if !p.raw && t != nil {
+		p.node = nodeOf(t)
 	}
 	actual, _ := plans.LoadOrStore(t, p)
 	return actual.(*plan)
@@ -200,4 +236,41 @@ func rawBools(t reflect.Type, base uintptr, bools []uintptr) ([]uintptr, bool) {
 		return bools, true
 	}
 	return nil, false
+}
+
+// padding appends to pads the byte ranges of t (at base) that belong to no
+// field: gaps between struct fields and after the last one, at any depth.
+// Adjacent ranges are merged. Blank (_) fields are fields, not padding.
+func padding(t reflect.Type, base uintptr, pads []span) []span {
+	add := func(off, n uintptr) {
+		if n == 0 {
+			return
+		}
+		if k := len(pads) - 1; k >= 0 && pads[k].off+pads[k].n == off {
+			pads[k].n += n
+			return
+		}
+		pads = append(pads, span{off, n})
+	}
+	switch t.Kind() {
+	case reflect.Array:
+		elem := t.Elem()
+		if inner := padding(elem, 0, nil); len(inner) > 0 {
+			for i := range t.Len() {
+				for _, p := range inner {
+					add(base+uintptr(i)*elem.Size()+p.off, p.n)
+				}
+			}
+		}
+	case reflect.Struct:
+		var end uintptr
+		for i := range t.NumField() {
+			f := t.Field(i)
+			add(base+end, f.Offset-end)
+			pads = padding(f.Type, base+f.Offset, pads)
+			end = f.Offset + f.Type.Size()
+		}
+		add(base+end, t.Size()-end)
+	}
+	return pads
 }

@@ -272,3 +272,62 @@ func FuzzDecode(f *testing.F) {
 		_ = For[[]float64]().Decode(b, &s)
 	})
 }
+
+// padded has 7 bytes of padding after A and 6 after C on 64-bit platforms,
+// and more inside its array of inner structs.
+type padded struct {
+	A uint8
+	B uint64
+	C uint16
+	D [2]struct {
+		E uint32
+		F uint8
+	}
+}
+
+func TestRawZeroesPadding(t *testing.T) {
+	c := For[padded]()
+	if !c.Raw() {
+		t.Fatal("Raw() = false for padded, want true")
+	}
+	v := padded{A: 1, B: 2, C: 3}
+	v.D[0].E, v.D[1].F = 4, 5
+	// Dirty every byte, padding included, then put the fields back.
+	fields := v
+	for i := range rawBytes(&v, c.plan().size) {
+		rawBytes(&v, c.plan().size)[i] = 0xee
+	}
+	v.A, v.B, v.C, v.D = fields.A, fields.B, fields.C, fields.D
+	b, err := c.Append(nil, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := reflect.TypeFor[padded]()
+	inner := rt.Field(3).Type.Elem()
+	want := []struct {
+		name   string
+		off, n uintptr
+	}{
+		{"after A", 1, rt.Field(1).Offset - 1},
+		{"after C", rt.Field(2).Offset + 2, rt.Field(3).Offset - rt.Field(2).Offset - 2},
+		{"after D[0].F", rt.Field(3).Offset + inner.Field(1).Offset + 1, inner.Size() - inner.Field(1).Offset - 1},
+		{"after D[1].F", rt.Field(3).Offset + inner.Size() + inner.Field(1).Offset + 1, inner.Size() - inner.Field(1).Offset - 1},
+	}
+	for _, w := range want {
+		if w.n == 0 {
+			t.Fatalf("test layout has no padding %s: the check below could not fail", w.name)
+		}
+		for i := w.off; i < w.off+w.n; i++ {
+			if b[i] != 0 {
+				t.Errorf("padding byte %d (%s) = %#x, want 0", i, w.name, b[i])
+			}
+		}
+	}
+	var got padded
+	if err := c.Decode(b, &got); err != nil || got != v {
+		t.Errorf("Decode = %+v, %v, want %+v", got, err, v)
+	}
+	if allocs := testing.AllocsPerRun(100, func() { b, _ = c.Append(b[:0], v) }); allocs != 0 {
+		t.Errorf("Append(padded) allocs = %v, want 0", allocs)
+	}
+}

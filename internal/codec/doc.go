@@ -15,11 +15,14 @@
 // Every other type travels as CBOR (RFC 8949) through
 // github.com/fxamacker/cbor/v2, decoded with limits (MaxEncodedLen,
 // MaxElements, MaxDepth) so that corrupt or hostile bytes give an error,
-// never a panic or an unbounded allocation. Types implementing
-// encoding.BinaryMarshaler and encoding.BinaryUnmarshaler travel as a CBOR
-// byte string holding their MarshalBinary output; this is how handles such
-// as *shm.Array and *ipc.Queue cross process boundaries. Such types never
-// take the raw path, even when they are plain data.
+// never a panic or an unbounded allocation: before decoding, Decode adds up
+// the memory the message describes (element counts times element sizes,
+// nested) and refuses more than DecodeBudgetRatio bytes per input byte
+// (ErrOverBudget). Types implementing encoding.BinaryMarshaler and
+// encoding.BinaryUnmarshaler travel as a CBOR byte string holding their
+// MarshalBinary output; this is how handles such as *shm.Array and
+// *ipc.Queue cross process boundaries. Such types never take the raw path,
+// even when they are plain data.
 //
 // # Why CBOR
 //
@@ -49,6 +52,9 @@
 // # Caveats
 //
 // Raw bytes are the host's memory layout: native byte order and padding.
+// Append zeroes the padding bytes (gaps between fields), which would
+// otherwise carry whatever this process's stack held there to the other
+// process; blank (_) fields are fields and are copied as they are.
 // Both ends must run the same build of the same program on the same
 // architecture, which is always the case for mproc's re-executed workers;
 // do not store raw encodings or send them to another machine.

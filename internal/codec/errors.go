@@ -8,6 +8,13 @@ var (
 	// data through a shared array (shm.Array) and pass the handle instead.
 	ErrTooLarge = errors.New("codec: encoded value exceeds MaxEncodedLen")
 
+	// ErrOverBudget is returned by Decode when a CBOR message describes a
+	// value that would take more memory than such a message can
+	// legitimately hold (DecodeBudgetRatio bytes per input byte, at least
+	// MinDecodeBudget): its element counts were forged or corrupted, for
+	// example by a buggy worker. Nothing has been allocated for it.
+	ErrOverBudget = errors.New("codec: decoded value would exceed the memory budget of its message")
+
 	// ErrLength is returned by Decode when the input for a raw (fixed-size)
 	// type is not exactly the size of that type: the bytes were written for
 	// another type, or were cut short.

@@ -1,6 +1,7 @@
 package codec_test
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/mproc/mproc/internal/codec"
@@ -35,4 +36,17 @@ func Example() {
 	// true 16 {3 1.1}
 	// false [Y3S9B 8IAV3]
 	// true true
+}
+
+func ExampleCodec_Decode_overBudget() {
+	// Six bytes that claim an array of 16 Mi elements, each a 4 KiB struct:
+	// 64 GiB if the decoder believed the count. It is refused before
+	// anything is allocated.
+	type block struct{ Data [4096]byte }
+	forged := []byte{0x9a, 0x01, 0x00, 0x00, 0x00, 0xa0}
+	var blocks []block
+	err := codec.For[[]block]().Decode(forged, &blocks)
+	fmt.Println(errors.Is(err, codec.ErrOverBudget), len(blocks))
+	// Output:
+	// true 0
 }
