@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mproc/mproc/internal/codec"
 	"github.com/mproc/mproc/shm"
 	"golang.org/x/sys/unix"
 )
@@ -519,4 +520,47 @@ func TestUnreachablePoolAndProcessAreCleanedUp(t *testing.T) {
 		return append(pids, pr.Pid())
 	}()
 	waitGone(t, pids, 10*time.Second)
+}
+
+// big4k is a result type whose elements decode from one byte each.
+type big4k struct{ A [4096]byte }
+
+var returnsBig = Register("test.returnsbig", func(int) ([]big4k, error) { return nil, nil })
+
+// Defect: a forged result (an array header of 8 Mi elements, then 8 Mi
+// empty maps: 8 MB that decode to 32 GiB) made the parent allocate it all
+// up front and die. The parent's path for a result message must refuse it
+// with an error for that item.
+func TestForgedResultDoesNotExhaustParent(t *testing.T) {
+	item := []byte{0x9a, 0x00, 0x80, 0x00, 0x00} // CBOR array of 8 Mi elements
+	for range 8 << 20 {
+		item = append(item, 0xa0) // an empty map
+	}
+	msg := appendHeader(nil, msgHeader{kind: kindResult, count: 1, job: 1})
+	msg = append(msg, stOK)
+	var at int
+	msg, at = beginItem(msg)
+	msg = endItem(append(msg, item...), at)
+	h, body, err := parseHeader(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []big4k
+	resc := codec.For[[]big4k]()
+	c := newCall(returnsBig.e, rawInts(t, 1))
+	c.dec = func(_ int, b []byte) error { return resc.Decode(b, &out) }
+	w := &slot{p: &core{}}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	if _, ok := w.deliver(&chunk{c: c, args: c.args, lo: 0, hi: 1}, h, body, workerID{Pid: 1}); !ok {
+		t.Fatal("a well-framed result message was taken for a broken peer")
+	}
+	runtime.ReadMemStats(&after)
+	var te *TaskError
+	if err := c.cancelled(); !errors.As(err, &te) || !errors.Is(err, codec.ErrOverBudget) {
+		t.Fatalf("call error = %v, want a *TaskError wrapping codec.ErrOverBudget", err)
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 64<<20 {
+		t.Fatalf("decoding the forged result allocated %d MiB", grew>>20)
+	}
 }

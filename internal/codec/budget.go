@@ -42,6 +42,11 @@ const (
 	DecodeBudgetRatio = 64
 	// MinDecodeBudget is the budget of a short message, in bytes.
 	MinDecodeBudget = 1 << 20
+	// MaxDecodeBudget caps the budget of any one message, however long:
+	// a 64 MiB message of the densest legitimate kind ([]int64 zeros,
+	// 8x) decodes to 512 MiB, while the ratio alone would let one forged
+	// message of that size claim 4 GiB of the receiver's memory.
+	MaxDecodeBudget = 1 << 30
 )
 
 // Cost model constants: approximately what the runtime allocates besides
@@ -59,7 +64,7 @@ const (
 
 // decodeBudget returns the memory a message of n bytes may decode into.
 func decodeBudget(n int) uint64 {
-	return max(MinDecodeBudget, DecodeBudgetRatio*uint64(n))
+	return min(MaxDecodeBudget, max(MinDecodeBudget, DecodeBudgetRatio*uint64(n)))
 }
 
 var (

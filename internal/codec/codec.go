@@ -126,7 +126,7 @@ func (c Codec[T]) Append(dst []byte, v T) ([]byte, error) {
 // panic. Before decoding CBOR it adds up the memory the value will take
 // (element counts times element sizes, nested) and refuses, with an error
 // wrapping ErrOverBudget, a message that describes more than
-// DecodeBudgetRatio bytes per input byte (at least MinDecodeBudget), having
+// DecodeBudgetRatio bytes per input byte (at least MinDecodeBudget, at most MaxDecodeBudget), having
 // allocated nothing for it. On error *v may be partly written. Decode does
 // not retain b.
 func (c Codec[T]) Decode(b []byte, v *T) error {
