@@ -13,7 +13,7 @@ import (
 
 // sizeSeals stop anyone from resizing the file. Without them a peer that
 // shrinks the memfd makes every process touching the lost pages die of
-// SIGBUS (design-facts §2), so Attach refuses memfds that lack them.
+// SIGBUS (memfd_create(2), "File sealing"), so Attach refuses memfds that lack them.
 const sizeSeals = unix.F_SEAL_SHRINK | unix.F_SEAL_GROW
 
 // New creates an anonymous segment with a payload of size bytes, zeroed.
@@ -180,7 +180,7 @@ func attach(f *os.File, requireSeals bool) (s *Segment, err error) {
 }
 
 // Freeze makes the payload read-only for every process, for data written
-// once and then shared (design-facts §7). It remaps this process's view
+// once and then shared, such as the samples every worker reads. It remaps this process's view
 // PROT_READ at the same address (MAP_FIXED), so slices from Bytes stay valid
 // but writing through them faults, then adds F_SEAL_WRITE and F_SEAL_SEAL
 // (memfd_create(2)): from then on nobody can write the file or map it
