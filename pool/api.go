@@ -70,8 +70,12 @@ func checkFunc(e *entry) error {
 
 // ApplyAsync submits f(arg) and returns at once. arg is encoded before
 // ApplyAsync returns: the caller may change it afterwards.
-func ApplyAsync[A, R any](p *Pool, f Func[A, R], arg A) *Result[R] {
+func ApplyAsync[A, R any](p *Pool, f Func[A, R], arg A, opts ...CallOption) *Result[R] {
 	if err := checkFunc(f.e); err != nil {
+		return &Result[R]{err: err}
+	}
+	cc, err := resolve(&p.core.cfg, opts)
+	if err != nil {
 		return &Result[R]{err: err}
 	}
 	argc, resc := codec.For[A](), codec.For[R]()
@@ -80,11 +84,11 @@ func ApplyAsync[A, R any](p *Pool, f Func[A, R], arg A) *Result[R] {
 		return &Result[R]{err: err}
 	}
 	var res R
-	c := newCall(f.e, args)
+	c := newCall(f.e, cc, args)
 	c.failFast = true
 	c.dec = func(_ int, b []byte) error { return resc.Decode(b, &res) }
 	r := &Result[R]{c: c, val: func() R { return res }}
-	r.err = p.core.submit(c, 1)
+	r.err = p.core.submit(c)
 	return r
 }
 
@@ -94,12 +98,16 @@ func ApplyAsync[A, R any](p *Pool, f Func[A, R], arg A) *Result[R] {
 // may reuse args afterwards. The first task to fail (in completion order)
 // fails the whole call; its tasks not yet started are dropped, in the
 // workers too.
-func MapAsync[A, R any](p *Pool, f Func[A, R], args []A) *Result[[]R] {
+func MapAsync[A, R any](p *Pool, f Func[A, R], args []A, opts ...CallOption) *Result[[]R] {
 	if err := checkFunc(f.e); err != nil {
 		return &Result[[]R]{err: err}
 	}
+	cc, err := resolve(&p.core.cfg, opts)
+	if err != nil {
+		return &Result[[]R]{err: err}
+	}
 	out := make([]R, len(args))
-	c, err := mapCall(f, args, out)
+	c, err := mapCall(f, cc, args, out)
 	if err != nil {
 		return &Result[[]R]{err: err}
 	}
@@ -109,17 +117,17 @@ func MapAsync[A, R any](p *Pool, f Func[A, R], args []A) *Result[[]R] {
 		c.cancel(nil)
 		return r
 	}
-	r.err = p.core.submit(c, p.core.chunkSize())
+	r.err = p.core.submit(c)
 	return r
 }
 
-func mapCall[A, R any](f Func[A, R], args []A, out []R) (*call, error) {
+func mapCall[A, R any](f Func[A, R], cc callConfig, args []A, out []R) (*call, error) {
 	argc, resc := codec.For[A](), codec.For[R]()
 	enc, err := encodeArgs(f.e, len(args), func(dst []byte, i int) ([]byte, error) { return argc.Append(dst, args[i]) })
 	if err != nil {
 		return nil, err
 	}
-	c := newCall(f.e, enc)
+	c := newCall(f.e, cc, enc)
 	c.dec = func(i int, b []byte) error { return resc.Decode(b, &out[i]) }
 	return c, nil
 }
@@ -128,8 +136,8 @@ func mapCall[A, R any](f Func[A, R], args []A, out []R) (*call, error) {
 // first, Apply returns ctx.Err() and the task is dropped if it was not yet
 // handed to a worker; one already handed over (running, or queued in the
 // worker behind the running one) still runs and its result is discarded.
-func Apply[A, R any](ctx context.Context, p *Pool, f Func[A, R], arg A) (R, error) {
-	r := ApplyAsync(p, f, arg)
+func Apply[A, R any](ctx context.Context, p *Pool, f Func[A, R], arg A, opts ...CallOption) (R, error) {
+	r := ApplyAsync(p, f, arg, opts...)
 	return wait(ctx, r)
 }
 
@@ -139,8 +147,8 @@ func Apply[A, R any](ctx context.Context, p *Pool, f Func[A, R], arg A) (R, erro
 // ctx ends first, Map returns ctx.Err() at once and drops the tasks not yet
 // handed to a worker (each worker holds at most two messages: the running
 // one and the next).
-func Map[A, R any](ctx context.Context, p *Pool, f Func[A, R], args []A) ([]R, error) {
-	return wait(ctx, MapAsync(p, f, args))
+func Map[A, R any](ctx context.Context, p *Pool, f Func[A, R], args []A, opts ...CallOption) ([]R, error) {
+	return wait(ctx, MapAsync(p, f, args, opts...))
 }
 
 func wait[T any](ctx context.Context, r *Result[T]) (T, error) {
@@ -163,19 +171,24 @@ type itemResult[R any] struct {
 // drops the tasks not yet handed to a worker. If the whole call fails (an
 // argument that cannot be encoded, Terminate, no worker left), the
 // sequence yields that error and ends.
-func Imap[A, R any](ctx context.Context, p *Pool, f Func[A, R], args []A) iter.Seq2[R, error] {
-	return imap(ctx, p, f, args, true)
+func Imap[A, R any](ctx context.Context, p *Pool, f Func[A, R], args []A, opts ...CallOption) iter.Seq2[R, error] {
+	return imap(ctx, p, f, args, true, opts)
 }
 
 // ImapUnordered is Imap yielding results in the order they finish.
-func ImapUnordered[A, R any](ctx context.Context, p *Pool, f Func[A, R], args []A) iter.Seq2[R, error] {
-	return imap(ctx, p, f, args, false)
+func ImapUnordered[A, R any](ctx context.Context, p *Pool, f Func[A, R], args []A, opts ...CallOption) iter.Seq2[R, error] {
+	return imap(ctx, p, f, args, false, opts)
 }
 
-func imap[A, R any](ctx context.Context, p *Pool, f Func[A, R], args []A, ordered bool) iter.Seq2[R, error] {
+func imap[A, R any](ctx context.Context, p *Pool, f Func[A, R], args []A, ordered bool, opts []CallOption) iter.Seq2[R, error] {
 	return func(yield func(R, error) bool) {
 		var zero R
 		if err := checkFunc(f.e); err != nil {
+			yield(zero, err)
+			return
+		}
+		cc, err := resolve(&p.core.cfg, opts)
+		if err != nil {
 			yield(zero, err)
 			return
 		}
@@ -184,7 +197,7 @@ func imap[A, R any](ctx context.Context, p *Pool, f Func[A, R], args []A, ordere
 		}
 		out := make([]R, len(args))
 		ch := make(chan itemResult[R], len(args))
-		c, err := mapCall(f, args, out)
+		c, err := mapCall(f, cc, args, out)
 		if err != nil {
 			yield(zero, err)
 			return
@@ -192,7 +205,7 @@ func imap[A, R any](ctx context.Context, p *Pool, f Func[A, R], args []A, ordere
 		c.each = func(i int, err error) {
 			ch <- itemResult[R]{i: i, v: out[i], err: err}
 		}
-		if err := p.core.submit(c, p.core.chunkSize()); err != nil {
+		if err := p.core.submit(c); err != nil {
 			yield(zero, err)
 			return
 		}

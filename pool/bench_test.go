@@ -237,7 +237,7 @@ func BenchmarkOversubscribed(b *testing.B) {
 // BenchmarkKillRecovery reports how long a SIGKILLed worker takes to be
 // noticed (its running task fails) and replaced (a task runs again).
 func BenchmarkKillRecovery(b *testing.B) {
-	p := mustPool(b, &Config{Workers: 1, Retries: -1})
+	p := mustPool(b, &Config{Workers: 1, Retries: 0})
 	ctx := context.Background()
 	var noticed, replaced time.Duration
 	for b.Loop() {

@@ -15,6 +15,7 @@ import (
 // arguments encoded when the call is made.
 type call struct {
 	e    *entry
+	cfg  callConfig
 	n    int
 	args *encoded
 	dec  func(i int, b []byte) error // stores item i's result
@@ -35,9 +36,9 @@ type call struct {
 	done      chan struct{}
 }
 
-func newCall(e *entry, args *encoded) *call {
+func newCall(e *entry, cfg callConfig, args *encoded) *call {
 	n := args.len()
-	return &call{e: e, n: n, args: args, remaining: n, errIndex: -1, done: make(chan struct{})}
+	return &call{e: e, cfg: cfg, n: n, args: args, remaining: n, errIndex: -1, done: make(chan struct{})}
 }
 
 // item records that item i finished with err.

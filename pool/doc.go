@@ -47,11 +47,14 @@
 //
 // A task's error comes back as a *TaskError (task index, worker pid; a
 // panic also carries the worker's stack, and that worker is replaced). A
-// worker killed mid-task is noticed within milliseconds, replaced, and its
-// task retried (Config.Retries); then the caller gets a *WorkerError naming
-// pid and signal (exit code 2 is a Go runtime crash in the worker). A task
+// worker killed mid-task is noticed within milliseconds and replaced, and
+// the caller gets a *WorkerError naming pid and signal (exit code 2 is a Go
+// runtime crash in the worker). As in Python, a task that began is never
+// run twice unless its function was registered with the Idempotent option:
+// then it runs again up to Config.Retries times (zero by default). A task
 // the dead worker had not begun is run elsewhere at no cost to its
-// retries. Config.TaskTimeout kills and replaces a runaway worker. A call
+// retries. Per call, the ChunkSize, TaskTimeout, Retries and Progress
+// options override the Config. Config.TaskTimeout kills and replaces a runaway worker. A call
 // that fails (Map stops at its first error) or is cancelled stops costing
 // CPU: its items not yet begun are dropped, in the workers too. If no
 // worker can be started any more (its Initializer keeps failing, say),

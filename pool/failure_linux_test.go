@@ -70,17 +70,8 @@ var (
 	})
 	// blockAt records its pid in a shared array and blocks at index At,
 	// so a test can kill a worker known to be inside a task.
-	blockAt = Register("test.blockat", func(a blockArg) (int, error) {
-		if a.I == a.At {
-			runs := a.Seen.Slice()
-			runs[1]++
-			if runs[1] == 1 { // only the first attempt blocks
-				runs[0] = int64(os.Getpid())
-				time.Sleep(time.Minute)
-			}
-		}
-		return 2 * a.I, nil
-	})
+	blockAt     = Register("test.blockat", blockAtFn, Idempotent())
+	blockAtOnce = Register("test.blockatonce", blockAtFn) // not idempotent
 	// goCrash ends the worker as the Go runtime does on a fatal error
 	// (exit status 2), without its multi-page trace in the test output.
 	goCrash = Register("test.gocrash", func(int) (int, error) {
@@ -112,6 +103,20 @@ func waitResult[T any](t *testing.T, r *Result[T], d time.Duration) (T, error) {
 	return v, err
 }
 
+// blockAtFn records its pid in a shared array and blocks at index At, so a
+// test can kill a worker known to be inside a task.
+func blockAtFn(a blockArg) (int, error) {
+	if a.I == a.At {
+		runs := a.Seen.Slice()
+		runs[1]++
+		if runs[1] == 1 { // only the first attempt blocks
+			runs[0] = int64(os.Getpid())
+			time.Sleep(time.Minute)
+		}
+	}
+	return 2 * a.I, nil
+}
+
 // Defect: workers never released segments they fetched.
 func TestClosedSegmentsReleasedInWorkers(t *testing.T) {
 	p := mustPool(t, &Config{Workers: 1, NoPin: true})
@@ -140,7 +145,7 @@ func TestClosedSegmentsReleasedInWorkers(t *testing.T) {
 // Defect: a pool whose workers cannot be restarted hung its calls.
 func TestPoolFailsWhenNoWorkerCanStart(t *testing.T) {
 	t.Setenv("MPROC_TEST_INITFLAG", t.TempDir()+"/started")
-	p := mustPool(t, &Config{Workers: 1, NoPin: true, MaxTasksPerWorker: 1, Initializer: initOnlyOnce.Name()})
+	p := mustPool(t, &Config{Workers: 1, NoPin: true, MaxTasksPerWorker: 1, Initializer: initOnlyOnce})
 	if v, err := Apply(context.Background(), p, cube, 2); v != 8 || err != nil {
 		t.Fatalf("first Apply = %v, %v; want 8", v, err)
 	}
@@ -164,7 +169,7 @@ func TestSlotGoneSparesRespawningSlots(t *testing.T) {
 	starting := &slot{p: p, state: slotStarting}
 	giving := &slot{p: p, idx: 1, state: slotLive}
 	p.slots = []*slot{starting, giving}
-	c := newCall(cube.e, rawInts(t, 1))
+	c := newCall(cube.e, callConfig{}, rawInts(t, 1))
 	p.pending = []*chunk{{c: c, args: c.args, lo: 0, hi: 1}}
 	p.slotGone(giving, errors.New("start failed"))
 	if c.finished.Load() || len(p.pending) != 1 || p.broken != nil {
@@ -272,9 +277,9 @@ func TestFragmentFloodIsBounded(t *testing.T) {
 }
 
 // Defect: a task submitted just after an idle worker died was charged a
-// retry it never used, so with Retries -1 it failed without running.
+// retry it never used, so with Retries 0 it failed without running.
 func TestRetryNotChargedForTaskNeverStarted(t *testing.T) {
-	p := mustPool(t, &Config{Workers: 1, NoPin: true, Retries: -1})
+	p := mustPool(t, &Config{Workers: 1, NoPin: true, Retries: 0})
 	for i := range 10 {
 		if _, err := Apply(context.Background(), p, cube, 1); err != nil {
 			t.Fatal(err)
@@ -313,7 +318,7 @@ func TestFailedMapStopsRunningItsItems(t *testing.T) {
 // TestKillWorkerInsideTask kills a worker known to be running a task: the
 // task is retried elsewhere and every result arrives once.
 func TestKillWorkerInsideTask(t *testing.T) {
-	p := mustPool(t, &Config{Workers: 2, NoPin: true})
+	p := mustPool(t, &Config{Workers: 2, NoPin: true, Retries: 1})
 	seen, err := shm.NewArray[int64](2)
 	if err != nil {
 		t.Fatal(err)
@@ -352,10 +357,42 @@ func TestKillWorkerInsideTask(t *testing.T) {
 	}
 }
 
+// A task that is not Idempotent never runs twice, whatever Retries says:
+// its worker's death fails it with a *WorkerError.
+func TestNonIdempotentTaskNotRerun(t *testing.T) {
+	p := mustPool(t, &Config{Workers: 1, NoPin: true, Retries: 3})
+	seen, err := shm.NewArray[int64](2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer seen.Close()
+	r := ApplyAsync(p, blockAtOnce, blockArg{Seen: seen, I: 0, At: 0})
+	var victim int
+	for deadline := time.Now().Add(10 * time.Second); victim == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the worker never reached the blocking task")
+		}
+		time.Sleep(time.Millisecond)
+		victim = int(atomic.LoadInt64(&seen.Slice()[0]))
+	}
+	if err := killPid(victim); err != nil {
+		t.Fatal(err)
+	}
+	_, err = waitResult(t, r, 10*time.Second)
+	var we *WorkerError
+	if !errors.As(err, &we) || we.Signal != os.Kill || we.Pid != victim {
+		t.Fatalf("Get = %v, want a *WorkerError for SIGKILL of %d", err, victim)
+	}
+	time.Sleep(50 * time.Millisecond) // a re-run would show by now
+	if n := atomic.LoadInt64(&seen.Slice()[1]); n != 1 {
+		t.Fatalf("the task ran %d times, want 1: it is not Idempotent", n)
+	}
+}
+
 // A worker killed by a Go runtime fatal error is reported as such, not
 // as the library's own protocol error.
 func TestRuntimeCrashIsNamed(t *testing.T) {
-	p := mustPool(t, &Config{Workers: 1, NoPin: true, Retries: -1})
+	p := mustPool(t, &Config{Workers: 1, NoPin: true, Retries: 0})
 	_, err := Apply(context.Background(), p, goCrash, 0)
 	var we *WorkerError
 	if !errors.As(err, &we) || we.Code != 2 || !strings.Contains(err.Error(), "Go runtime fatal error") {

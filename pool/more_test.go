@@ -228,7 +228,7 @@ func FuzzResultMessage(f *testing.F) {
 
 		const n = 3
 		var got []int
-		c := newCall(cube.e, rawInts(t, n))
+		c := newCall(cube.e, callConfig{}, rawInts(t, n))
 		c.dec = func(i int, item []byte) error {
 			if len(item) != 8 {
 				return errors.New("bad size")
@@ -297,7 +297,7 @@ func TestImapCallFails(t *testing.T) {
 		p := mustPool(t, &Config{Workers: 1, NoPin: true, ChunkSize: 1})
 		args := []badArg{{}, {Fail: true}, {}}
 		for _, ordered := range []bool{true, false} {
-			errs := drainWithin(t, 5*time.Second, imap(context.Background(), p, takeBadArg, args, ordered))
+			errs := drainWithin(t, 5*time.Second, imap(context.Background(), p, takeBadArg, args, ordered, nil))
 			if len(errs) == 0 || !strings.Contains(errs[len(errs)-1].Error(), "cannot encode") {
 				t.Fatalf("ordered=%v: Imap yielded errors %v, want one ending with the encode error", ordered, errs)
 			}
@@ -319,7 +319,7 @@ func TestImapCallFails(t *testing.T) {
 // raced the state change) must fail its call, not wait in the queue.
 func TestRequeueAfterTerminate(t *testing.T) {
 	p := &core{state: stateTerminated}
-	c := newCall(cube.e, rawInts(t, 2))
+	c := newCall(cube.e, callConfig{}, rawInts(t, 2))
 	p.requeue(&chunk{c: c, args: c.args, lo: 1, hi: 2})
 	select {
 	case <-c.done:

@@ -42,10 +42,11 @@ type core struct {
 	// few), which Close reports.
 	releaseErrs []error
 
-	wg       sync.WaitGroup // slot goroutines
-	done     chan struct{}  // closed when every slot goroutine returned
-	stopOnce sync.Once
-	timeouts chan struct{} // closed to stop the timeout watcher
+	wg        sync.WaitGroup // slot goroutines
+	done      chan struct{}  // closed when every slot goroutine returned
+	stopOnce  sync.Once
+	watchOnce sync.Once     // starts the timeout watcher on the first call with a timeout
+	timeouts  chan struct{} // closed to stop the timeout watcher
 }
 
 const (
@@ -112,15 +113,16 @@ func start(cfg Config, place []Placement, b backend) (*core, error) {
 		p.wg.Wait()
 		close(p.done)
 	}()
-	if cfg.TaskTimeout > 0 {
-		go p.watchTimeouts()
-	}
 	return p, nil
 }
 
-// watchTimeouts kills workers whose running chunk overran TaskTimeout.
+// watchTimeouts kills workers whose running chunk overran its call's task
+// timeout. It starts with the first call that has one.
 func (p *core) watchTimeouts() {
-	tick := max(p.cfg.TaskTimeout/8, 5*time.Millisecond)
+	tick := 5 * time.Millisecond
+	if p.cfg.TaskTimeout > 0 {
+		tick = max(p.cfg.TaskTimeout/8, tick)
+	}
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	for {
@@ -136,8 +138,8 @@ func (p *core) watchTimeouts() {
 				continue
 			}
 			ch := w.inflight[0]
-			limit := p.cfg.TaskTimeout * time.Duration(ch.hi-ch.lo)
-			if !ch.started.IsZero() && now.Sub(ch.started) > limit {
+			limit := ch.c.cfg.timeout * time.Duration(ch.hi-ch.lo)
+			if limit > 0 && !ch.started.IsZero() && now.Sub(ch.started) > limit {
 				w.timedOut = ch
 				w.proc.kill()
 			}

@@ -150,7 +150,7 @@ func TestUnknownFunc(t *testing.T) {
 }
 
 func TestWorkerErrorAfterRetries(t *testing.T) {
-	p := mustPool(t, &Config{Workers: 1, NoPin: true, Retries: -1})
+	p := mustPool(t, &Config{Workers: 1, NoPin: true, Retries: 0})
 	r := ApplyAsync(p, sleep, 10*time.Second)
 	var pid int
 	for pid == 0 {
@@ -235,7 +235,7 @@ func TestMaxTasksPerWorker(t *testing.T) {
 }
 
 func TestInitializer(t *testing.T) {
-	p := mustPool(t, &Config{Workers: 2, NoPin: true, Initializer: "test.init"})
+	p := mustPool(t, &Config{Workers: 2, NoPin: true, Initializer: initOnce})
 	got, err := Map(context.Background(), p, initCalledBy, make([]struct{}, 8))
 	if err != nil {
 		t.Fatal(err)
@@ -245,7 +245,7 @@ func TestInitializer(t *testing.T) {
 			t.Fatalf("initializer ran %d times in a worker, want 1", n)
 		}
 	}
-	if _, err := New(&Config{Workers: 1, NoPin: true, Initializer: "test.initfail"}); err == nil || !strings.Contains(err.Error(), "no database") {
+	if _, err := New(&Config{Workers: 1, NoPin: true, Initializer: initFail}); err == nil || !strings.Contains(err.Error(), "no database") {
 		t.Fatalf("New with failing initializer = %v", err)
 	}
 }

@@ -37,7 +37,22 @@ type entry struct {
 	call func(dst, arg []byte) ([]byte, error)
 	// zero runs the function on the zero argument (Config.Initializer).
 	zero func() error
+	// idempotent says a task may run again after its worker died
+	// (Idempotent); the parent reads it, never the worker.
+	idempotent bool
 }
+
+// RegisterOption adjusts a function at registration; see Idempotent.
+type RegisterOption struct {
+	idempotent bool
+}
+
+// Idempotent says that running a task of the function twice does no harm,
+// so one whose worker died mid-task may be run again, up to
+// Config.Retries (or the Retries call option) times. Without it a task
+// that began runs at most once, as in Python: its worker's death fails it
+// with a *WorkerError.
+func Idempotent() RegisterOption { return RegisterOption{idempotent: true} }
 
 var registry struct {
 	mu     sync.Mutex
@@ -59,7 +74,7 @@ var registry struct {
 // for fixed-size pointer-free types, CBOR otherwise (exported fields only).
 // shm.Array and ipc.Queue handles in A are resolved in the worker without
 // copying their data.
-func Register[A, R any](name string, fn func(A) (R, error)) Func[A, R] {
+func Register[A, R any](name string, fn func(A) (R, error), opts ...RegisterOption) Func[A, R] {
 	if name == "" || fn == nil {
 		panic("pool: Register needs a name and a function")
 	}
@@ -94,6 +109,9 @@ func Register[A, R any](name string, fn func(A) (R, error)) Func[A, R] {
 		return err
 	}
 	e.sig = fingerprint(name, e.types)
+	for _, o := range opts {
+		e.idempotent = e.idempotent || o.idempotent
+	}
 
 	registry.mu.Lock()
 	defer registry.mu.Unlock()
@@ -169,11 +187,4 @@ func runInitializer(name string) (err error) {
 		return fmt.Errorf("initializer %q: %w", name, err)
 	}
 	return nil
-}
-
-// registered reports whether name is registered (checked in the parent).
-func registered(name string) bool {
-	registry.mu.Lock()
-	defer registry.mu.Unlock()
-	return registry.byName[name] != nil
 }

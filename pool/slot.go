@@ -391,7 +391,7 @@ func (w *slot) settle(werr error, id workerID, taken uint64) {
 			// Never started (or stopped by a planned exit, or queued behind
 			// a timed-out task): run it elsewhere, free of charge.
 			p.requeue(ch)
-		case ch.attempts < p.cfg.Retries:
+		case c.e.idempotent && ch.attempts < c.cfg.retries:
 			ch.attempts++
 			p.requeue(ch)
 		default:

@@ -1,0 +1,65 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestConfigRejectsNonsense(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"negative MaxTasksPerWorker", Config{MaxTasksPerWorker: -1}, "Config.MaxTasksPerWorker is negative"},
+		{"negative TaskTimeout", Config{TaskTimeout: -time.Second}, "Config.TaskTimeout is negative"},
+		{"negative Retries", Config{Retries: -1}, "Config.Retries is negative"},
+		{"negative ChunkSize", Config{ChunkSize: -4}, "Config.ChunkSize is negative"},
+		{"negative Workers", Config{Workers: -2}, "Config.Workers = -2"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := tt.cfg
+			cfg.NoPin = true
+			p, err := New(&cfg)
+			if err == nil {
+				p.Terminate()
+				t.Fatalf("New(%+v) = nil error, want %q", tt.cfg, tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("New(%+v) = %v, want %q", tt.cfg, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestCallOptions(t *testing.T) {
+	p := mustPool(t, &Config{Workers: 1, NoPin: true})
+	ctx := context.Background()
+	t.Run("a negative option fails the call", func(t *testing.T) {
+		for _, o := range []CallOption{ChunkSize(-1), TaskTimeout(-1), Retries(-1)} {
+			if _, err := Map(ctx, p, cube, []int{1}, o); err == nil || !strings.Contains(err.Error(), "negative") {
+				t.Errorf("Map with %+v = %v, want a negative-option error", o, err)
+			}
+		}
+	})
+	t.Run("a per-call timeout on a pool without one", func(t *testing.T) {
+		_, err := Apply(ctx, p, sleep, 10*time.Second, TaskTimeout(100*time.Millisecond))
+		if !errors.Is(err, ErrTaskTimeout) {
+			t.Fatalf("Apply = %v, want ErrTaskTimeout", err)
+		}
+		if v, err := Apply(ctx, p, cube, 2); v != 8 || err != nil {
+			t.Fatalf("Apply after the timeout = %v, %v; want 8", v, err)
+		}
+	})
+	t.Run("a per-call chunk size", func(t *testing.T) {
+		// Each chunk of 3 is one message: with MaxTasksPerWorker unset the
+		// pid stays, so count the messages through the worker's tasks.
+		out, err := Map(ctx, p, cube, []int{1, 2, 3, 4, 5, 6, 7}, ChunkSize(3))
+		if err != nil || len(out) != 7 || out[6] != 343 {
+			t.Fatalf("Map(ChunkSize(3)) = %v, %v", out, err)
+		}
+	})
+}
