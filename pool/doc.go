@@ -91,7 +91,9 @@
 //   - Linux only; elsewhere New and Start return an error wrapping
 //     errors.ErrUnsupported.
 //   - Arguments and results are copied through the codec: exported struct
-//     fields only, no channels or funcs; error values cross as their text.
+//     fields only, no channels or funcs. A task's error crosses as its
+//     text unless its sentinel or type was registered (RegisterError,
+//     RegisterErrorType): then errors.Is and errors.As work on it.
 //   - A running task cannot be interrupted: a cancelled context drops the
 //     tasks not yet begun, and a task timeout kills the worker.
 //   - Each worker holds up to two task messages; a cancelled call's

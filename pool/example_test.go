@@ -2,6 +2,7 @@ package pool_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -114,4 +115,49 @@ func ExampleStart() {
 	slices.SortFunc(results, func(a, b tagged) int { return a.Pos - b.Pos })
 	fmt.Println(results)
 	// Output: [{0 item-0} {1 item-1} {2 item-2} {3 item-3}]
+}
+
+// ErrNotFound and *LimitError are this program's errors; registered at
+// package init, they keep their identity when a worker returns them.
+var ErrNotFound = errors.New("not found")
+
+type LimitError struct{ Limit int }
+
+func (e *LimitError) Error() string { return fmt.Sprintf("over the limit of %d", e.Limit) }
+
+func init() {
+	pool.RegisterError("example.notfound", ErrNotFound)
+	pool.RegisterErrorType[*LimitError]("example.limit")
+}
+
+var lookup = pool.Register("example.lookup", func(id int) (string, error) {
+	switch {
+	case id > 100:
+		return "", &LimitError{Limit: 100}
+	case id%2 == 1:
+		return "", fmt.Errorf("user %d: %w", id, ErrNotFound)
+	}
+	return fmt.Sprint("user-", id), nil
+})
+
+// Python re-raises a worker's exception with its type; here errors.Is and
+// errors.As see the worker's registered errors through the *TaskError.
+func ExampleRegisterError() {
+	p, err := pool.New(&pool.Config{Workers: 1})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer p.Close()
+	ctx := context.Background()
+	_, err = pool.Apply(ctx, p, lookup, 7)
+	var te *pool.TaskError
+	errors.As(err, &te) // te.Pid, te.Index, te.Func say where
+	fmt.Println(errors.Is(err, ErrNotFound), te.Err)
+	_, err = pool.Apply(ctx, p, lookup, 500)
+	var le *LimitError
+	fmt.Println(errors.As(err, &le), le.Limit)
+	// Output:
+	// true user 7: not found
+	// true 100
 }

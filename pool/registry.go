@@ -32,6 +32,9 @@ type entry struct {
 	sig   uint64 // fingerprint of the argument and result types
 	types string // "A -> R", for error messages
 	where string // file:line of the Register call, for duplicate panics
+	// returned names the registered function and where it is, the
+	// TaskError.Stack of an error it returns.
+	returned string
 	// call decodes an argument, runs the function and appends the encoded
 	// result to dst. It does not recover panics: the worker loop does.
 	call func(dst, arg []byte) ([]byte, error)
@@ -84,9 +87,10 @@ func Register[A, R any](name string, fn func(A) (R, error), opts ...RegisterOpti
 	argc, resc := codec.For[A](), codec.For[R]()
 	ta, tr := reflect.TypeFor[A](), reflect.TypeFor[R]()
 	e := &entry{
-		name:  name,
-		types: ta.String() + " -> " + tr.String(),
-		where: caller(),
+		name:     name,
+		types:    ta.String() + " -> " + tr.String(),
+		where:    caller(),
+		returned: funcPlace(fn),
 		call: func(dst, arg []byte) ([]byte, error) {
 			var a A
 			if err := argc.Decode(arg, &a); err != nil {
@@ -160,6 +164,19 @@ func fingerprint(name, types string) uint64 {
 	h.Write([]byte{0})
 	h.Write([]byte(types))
 	return h.Sum64()
+}
+
+// funcPlace names fn and its source position, for the TaskError.Stack of
+// the errors it returns. It is worked out once, at Register: by the time a
+// task's error reaches the worker loop, the frames that returned it are
+// gone, and the function that did is what the reader needs.
+func funcPlace(fn any) string {
+	f := runtime.FuncForPC(reflect.ValueOf(fn).Pointer())
+	if f == nil {
+		return ""
+	}
+	file, line := f.FileLine(f.Entry())
+	return fmt.Sprintf("error returned by %s\n\t%s:%d", f.Name(), file, line)
 }
 
 func caller() string {

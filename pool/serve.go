@@ -147,8 +147,8 @@ func runTasks(dst []byte, h msgHeader, body []byte, budget *int, aborted func(jo
 			dst = fmt.Appendf(dst[:at+4], "result of task %d encodes to more than the %d-byte limit; return it in an shm.Array", first+k, maxValue)
 			dst[mark] = stTooLarge
 		case terr != nil:
-			dst = append(dst[:at+4], truncateText(terr.Error(), maxText)...)
-			dst[mark] = stErr
+			dst = appendTaskError(dst[:at+4], terr, e.returned)
+			dst[mark] = stErrFull
 		default:
 			dst = res
 		}
