@@ -17,8 +17,8 @@ type Result[T any] struct {
 }
 
 // Get waits until the result is ready or ctx ends. ctx bounds only this
-// wait: the task keeps running. A task failure is a *TaskError or
-// *WorkerError.
+// wait: the call goes on (the context given to ApplyAsync or MapAsync, or
+// Cancel, ends it). A task failure is a *TaskError or *WorkerError.
 func (r *Result[T]) Get(ctx context.Context) (T, error) {
 	var zero T
 	if r.err != nil {
@@ -36,6 +36,16 @@ func (r *Result[T]) Get(ctx context.Context) (T, error) {
 		return zero, err
 	}
 	return r.val(), nil
+}
+
+// Cancel ends the call unless it is ready: its tasks not yet begun are
+// dropped, the contexts of its running RegisterCtx tasks are cancelled,
+// and Get returns context.Canceled. It returns at once; calling it again,
+// or on a ready result, does nothing.
+func (r *Result[T]) Cancel() {
+	if r.c != nil {
+		r.c.cancel(context.Canceled)
+	}
 }
 
 // Ready reports whether Get would return without waiting.
@@ -69,8 +79,10 @@ func checkFunc(e *entry) error {
 }
 
 // ApplyAsync submits f(arg) and returns at once. arg is encoded before
-// ApplyAsync returns: the caller may change it afterwards.
-func ApplyAsync[A, R any](p *Pool, f Func[A, R], arg A, opts ...CallOption) *Result[R] {
+// ApplyAsync returns: the caller may change it afterwards. When ctx ends
+// before the result is ready, the call ends as with Result.Cancel, and Get
+// returns ctx.Err().
+func ApplyAsync[A, R any](ctx context.Context, p *Pool, f Func[A, R], arg A, opts ...CallOption) *Result[R] {
 	if err := checkFunc(f.e); err != nil {
 		return &Result[R]{err: err}
 	}
@@ -89,6 +101,9 @@ func ApplyAsync[A, R any](p *Pool, f Func[A, R], arg A, opts ...CallOption) *Res
 	c.dec = func(_ int, b []byte) error { return resc.Decode(b, &res) }
 	r := &Result[R]{c: c, val: func() R { return res }}
 	r.err = p.core.submit(c)
+	if r.err == nil {
+		c.watch(ctx)
+	}
 	return r
 }
 
@@ -97,8 +112,10 @@ func ApplyAsync[A, R any](p *Pool, f Func[A, R], arg A, opts ...CallOption) *Res
 // returns (one that cannot be encoded fails the call at once): the caller
 // may reuse args afterwards. The first task to fail (in completion order)
 // fails the whole call; its tasks not yet started are dropped, in the
-// workers too.
-func MapAsync[A, R any](p *Pool, f Func[A, R], args []A, opts ...CallOption) *Result[[]R] {
+// workers too, and its running RegisterCtx tasks see their context
+// cancelled. When ctx ends first, the call ends the same way, with
+// ctx.Err().
+func MapAsync[A, R any](ctx context.Context, p *Pool, f Func[A, R], args []A, opts ...CallOption) *Result[[]R] {
 	if err := checkFunc(f.e); err != nil {
 		return &Result[[]R]{err: err}
 	}
@@ -118,6 +135,9 @@ func MapAsync[A, R any](p *Pool, f Func[A, R], args []A, opts ...CallOption) *Re
 		return r
 	}
 	r.err = p.core.submit(c)
+	if r.err == nil {
+		c.watch(ctx)
+	}
 	return r
 }
 
@@ -134,21 +154,21 @@ func mapCall[A, R any](f Func[A, R], cc callConfig, args []A, out []R) (*call, e
 
 // Apply runs f(arg) in a worker and waits for its result. If ctx ends
 // first, Apply returns ctx.Err() and the task is dropped if it was not yet
-// handed to a worker; one already handed over (running, or queued in the
-// worker behind the running one) still runs and its result is discarded.
+// begun; a running RegisterCtx task sees its context cancelled, any other
+// runs on and its result is discarded.
 func Apply[A, R any](ctx context.Context, p *Pool, f Func[A, R], arg A, opts ...CallOption) (R, error) {
-	r := ApplyAsync(p, f, arg, opts...)
+	// wait cancels the call when ctx ends: no watch needed.
+	r := ApplyAsync(context.Background(), p, f, arg, opts...)
 	return wait(ctx, r)
 }
 
 // Map runs f over args in the workers, batching small tasks (see
 // Config.ChunkSize), and returns the results in the order of args. The
 // first failure to arrive is returned as a *TaskError or *WorkerError. If
-// ctx ends first, Map returns ctx.Err() at once and drops the tasks not yet
-// handed to a worker (each worker holds at most two messages: the running
-// one and the next).
+// ctx ends first, Map returns ctx.Err() at once, drops the tasks not yet
+// begun and cancels the context of its running RegisterCtx tasks.
 func Map[A, R any](ctx context.Context, p *Pool, f Func[A, R], args []A, opts ...CallOption) ([]R, error) {
-	return wait(ctx, MapAsync(p, f, args, opts...))
+	return wait(ctx, MapAsync(context.Background(), p, f, args, opts...))
 }
 
 func wait[T any](ctx context.Context, r *Result[T]) (T, error) {

@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"iter"
@@ -34,6 +35,23 @@ type call struct {
 	reason    error // what cancel finished the call with, if it did
 	finished  atomic.Bool
 	done      chan struct{}
+	unwatch   func() bool // stops the caller's context watch, if any
+}
+
+// watch cancels the call when ctx ends first.
+func (c *call) watch(ctx context.Context) {
+	if ctx.Done() == nil {
+		return // never ends: nothing to watch
+	}
+	stop := context.AfterFunc(ctx, func() { c.cancel(context.Cause(ctx)) })
+	c.mu.Lock()
+	if c.finished.Load() {
+		c.mu.Unlock()
+		stop()
+		return
+	}
+	c.unwatch = stop
+	c.mu.Unlock()
 }
 
 func newCall(e *entry, cfg callConfig, args *encoded) *call {
@@ -102,6 +120,10 @@ func (c *call) finishLocked() bool {
 	// The arguments are not needed any more, and the caller must not see
 	// them kept alive by a pool that outlives the call.
 	c.args = nil
+	if c.unwatch != nil {
+		c.unwatch() // does not wait for the watch: it may be what finishes c
+		c.unwatch = nil
+	}
 	close(c.done)
 	return true
 }

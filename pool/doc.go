@@ -94,8 +94,11 @@
 //     fields only, no channels or funcs. A task's error crosses as its
 //     text unless its sentinel or type was registered (RegisterError,
 //     RegisterErrorType): then errors.Is and errors.As work on it.
-//   - A running task cannot be interrupted: a cancelled context drops the
-//     tasks not yet begun, and a task timeout kills the worker.
+//   - A running task is interrupted only if it cooperates: a function
+//     registered with RegisterCtx sees its context cancelled (within about
+//     a millisecond) when its call ends early; any other runs to its end.
+//     A cancelled call drops its tasks not yet begun; a task timeout kills
+//     the worker.
 //   - Each worker holds up to two task messages; a cancelled call's
 //     messages are skipped when the running task returns.
 //   - A task must not keep slices of a shared array, or goroutines using

@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -77,6 +78,12 @@ func RegisterErrorType[E error](name string) {
 			return e, nil
 		},
 	})
+}
+
+// A task that returns its context's error is understood in the parent.
+func init() {
+	RegisterError("context.canceled", context.Canceled)
+	RegisterError("context.deadline", context.DeadlineExceeded)
 }
 
 func addErrKind(k *errKind) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/mproc/mproc/ipc"
 	"github.com/mproc/mproc/pool"
@@ -39,7 +40,7 @@ func ExampleApplyAsync() {
 	defer p.Close()
 	var results []*pool.Result[int]
 	for x := 1; x <= 6; x++ {
-		results = append(results, pool.ApplyAsync(p, cube, x))
+		results = append(results, pool.ApplyAsync(context.Background(), p, cube, x))
 	}
 	var output []int
 	for _, r := range results {
@@ -160,4 +161,36 @@ func ExampleRegisterError() {
 	// Output:
 	// true user 7: not found
 	// true 100
+}
+
+// waitOrCancel takes a context: the worker cancels it when the call ends
+// early.
+var waitOrCancel = pool.RegisterCtx("example.wait", func(ctx context.Context, d time.Duration) (string, error) {
+	select {
+	case <-ctx.Done():
+		return "", ctx.Err()
+	case <-time.After(d):
+		return "done", nil
+	}
+})
+
+// Cancelling a call reaches its running task: the hour-long task returns at
+// once, and the only worker is free for the next call.
+func ExampleResult_Cancel() {
+	p, err := pool.New(&pool.Config{Workers: 1})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer p.Close()
+	ctx := context.Background()
+	r := pool.ApplyAsync(ctx, p, waitOrCancel, time.Hour)
+	time.Sleep(10 * time.Millisecond) // let it start
+	r.Cancel()
+	_, err = r.Get(ctx)
+	fmt.Println(err)
+	fmt.Println(pool.Apply(ctx, p, waitOrCancel, time.Millisecond))
+	// Output:
+	// context canceled
+	// done <nil>
 }

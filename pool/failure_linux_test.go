@@ -91,18 +91,6 @@ type blockArg struct {
 	I, At int
 }
 
-// waitResult waits at most d for r, failing the test on a hang.
-func waitResult[T any](t *testing.T, r *Result[T], d time.Duration) (T, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	v, err := r.Get(ctx)
-	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
-		t.Fatalf("Get still waiting after %v: the call hangs", d)
-	}
-	return v, err
-}
-
 // blockAtFn records its pid in a shared array and blocks at index At, so a
 // test can kill a worker known to be inside a task.
 func blockAtFn(a blockArg) (int, error) {
@@ -150,7 +138,7 @@ func TestPoolFailsWhenNoWorkerCanStart(t *testing.T) {
 		t.Fatalf("first Apply = %v, %v; want 8", v, err)
 	}
 	// The worker retired; every replacement fails its initializer.
-	_, err := waitResult(t, ApplyAsync(p, cube, 3), 20*time.Second)
+	_, err := waitResult(t, ApplyAsync(context.Background(), p, cube, 3), 20*time.Second)
 	if err == nil || !strings.Contains(err.Error(), "database gone") {
 		t.Fatalf("Apply on a pool without workers = %v, want the start-up failure", err)
 	}
@@ -187,7 +175,7 @@ func TestOversizeValues(t *testing.T) {
 	t.Run("results over the limit in one chunk are split", func(t *testing.T) {
 		one := mustPool(t, &Config{Workers: 1, NoPin: true, ChunkSize: 4096})
 		args := slices.Repeat([]int{70 << 10}, 4096) // 280 MiB of results
-		r := MapAsync(one, bigOut, args)
+		r := MapAsync(context.Background(), one, bigOut, args)
 		got, err := waitResult(t, r, time.Minute)
 		if err != nil {
 			t.Fatalf("Map of 4096 results of 70 KiB = %v", err)
@@ -288,7 +276,7 @@ func TestRetryNotChargedForTaskNeverStarted(t *testing.T) {
 		if err := killPid(pid); err != nil {
 			t.Fatal(err)
 		}
-		if v, err := waitResult(t, ApplyAsync(p, cube, i), 10*time.Second); err != nil || v != i*i*i {
+		if v, err := waitResult(t, ApplyAsync(context.Background(), p, cube, i), 10*time.Second); err != nil || v != i*i*i {
 			t.Fatalf("round %d: Apply after an idle worker's death = %v, %v; want %d (the task never ran on it)", i, v, err, i*i*i)
 		}
 	}
@@ -328,7 +316,7 @@ func TestKillWorkerInsideTask(t *testing.T) {
 	for i := range args {
 		args[i] = blockArg{Seen: seen, I: i, At: 1000}
 	}
-	r := MapAsync(p, blockAt, args)
+	r := MapAsync(context.Background(), p, blockAt, args)
 	var victim int
 	for deadline := time.Now().Add(10 * time.Second); victim == 0; {
 		if time.Now().After(deadline) {
@@ -366,7 +354,7 @@ func TestNonIdempotentTaskNotRerun(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer seen.Close()
-	r := ApplyAsync(p, blockAtOnce, blockArg{Seen: seen, I: 0, At: 0})
+	r := ApplyAsync(context.Background(), p, blockAtOnce, blockArg{Seen: seen, I: 0, At: 0})
 	var victim int
 	for deadline := time.Now().Add(10 * time.Second); victim == 0; {
 		if time.Now().After(deadline) {
@@ -433,9 +421,9 @@ func TestAsyncArgumentsMayBeReused(t *testing.T) {
 	for i := range args {
 		args[i] = i
 	}
-	r := MapAsync(p, cube, args)
+	r := MapAsync(context.Background(), p, cube, args)
 	one := []byte{0, 7, 14}
-	ra := ApplyAsync(p, echoBytes, one)
+	ra := ApplyAsync(context.Background(), p, echoBytes, one)
 	for i := range args {
 		args[i] = -1
 	}

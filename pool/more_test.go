@@ -152,7 +152,7 @@ func TestTerminate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := MapAsync(p, sleep, []time.Duration{time.Minute, time.Minute, time.Minute})
+	r := MapAsync(context.Background(), p, sleep, []time.Duration{time.Minute, time.Minute, time.Minute})
 	time.Sleep(20 * time.Millisecond)
 	start := time.Now()
 	if err := p.Terminate(); err != nil {
@@ -174,7 +174,7 @@ func TestTerminate(t *testing.T) {
 
 func TestJoinContext(t *testing.T) {
 	p := mustPool(t, &Config{Workers: 1, NoPin: true})
-	r := ApplyAsync(p, sleep, 300*time.Millisecond)
+	r := ApplyAsync(context.Background(), p, sleep, 300*time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	if err := p.Join(ctx); !errors.Is(err, context.DeadlineExceeded) {
@@ -339,14 +339,14 @@ func TestRequeueAfterTerminate(t *testing.T) {
 // the worker's sender goroutine takes it over.
 func TestSubmitDoesNotWaitForRingSpace(t *testing.T) {
 	p := mustPool(t, &Config{Workers: 1, NoPin: true})
-	busy := ApplyAsync(p, sleep, time.Second)
+	busy := ApplyAsync(context.Background(), p, sleep, time.Second)
 	time.Sleep(50 * time.Millisecond) // the worker is in the task
 	big := make([]byte, 3<<20)        // over the 1 MiB task ring
 	for i := range big {
 		big[i] = byte(i * 7)
 	}
 	start := time.Now()
-	r := ApplyAsync(p, echoBytes, big)
+	r := ApplyAsync(context.Background(), p, echoBytes, big)
 	if d := time.Since(start); d > 300*time.Millisecond {
 		t.Errorf("ApplyAsync waited %v for the busy worker, want it to return at once", d)
 	}

@@ -22,6 +22,18 @@ func mustPool(tb testing.TB, cfg *Config) *Pool {
 	return p
 }
 
+// waitResult waits at most d for r, failing the test on a hang.
+func waitResult[T any](t *testing.T, r *Result[T], d time.Duration) (T, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	v, err := r.Get(ctx)
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+		t.Fatalf("Get still waiting after %v: the call hangs", d)
+	}
+	return v, err
+}
+
 func TestMapCube(t *testing.T) {
 	p := mustPool(t, &Config{Workers: 2, NoPin: true})
 	got, err := Map(context.Background(), p, cube, []int{1, 2, 3, 4, 5, 6})
@@ -43,7 +55,7 @@ func TestApplyAsync(t *testing.T) {
 	p := mustPool(t, &Config{Workers: 2, NoPin: true})
 	var rs []*Result[int]
 	for x := 1; x <= 6; x++ {
-		rs = append(rs, ApplyAsync(p, cube, x))
+		rs = append(rs, ApplyAsync(context.Background(), p, cube, x))
 	}
 	for i, r := range rs {
 		v, err := r.Get(context.Background())
@@ -151,7 +163,7 @@ func TestUnknownFunc(t *testing.T) {
 
 func TestWorkerErrorAfterRetries(t *testing.T) {
 	p := mustPool(t, &Config{Workers: 1, NoPin: true, Retries: 0})
-	r := ApplyAsync(p, sleep, 10*time.Second)
+	r := ApplyAsync(context.Background(), p, sleep, 10*time.Second)
 	var pid int
 	for pid == 0 {
 		time.Sleep(10 * time.Millisecond)

@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -37,7 +38,10 @@ type entry struct {
 	returned string
 	// call decodes an argument, runs the function and appends the encoded
 	// result to dst. It does not recover panics: the worker loop does.
-	call func(dst, arg []byte) ([]byte, error)
+	call func(ctx context.Context, dst, arg []byte) ([]byte, error)
+	// ctx says the function takes a context (RegisterCtx): the worker
+	// watches for the parent's abort while it runs.
+	ctx bool
 	// zero runs the function on the zero argument (Config.Initializer).
 	zero func() error
 	// idempotent says a task may run again after its worker died
@@ -67,7 +71,10 @@ var registry struct {
 // handle. Call it at package initialisation (a package-level var or init
 // function), never inside main: a worker re-executes the binary and only
 // sees functions registered before main runs. Names are explicit because
-// all instantiations of a generic function share one runtime name.
+// all instantiations of a generic function share one runtime name. A
+// function that should see cancellation registers with RegisterCtx
+// instead; the Idempotent option lets a task run again after its worker
+// died.
 //
 // Register panics if name is empty, longer than 255 bytes (the limit of
 // the wire format) or already registered (naming both registration sites),
@@ -78,7 +85,28 @@ var registry struct {
 // shm.Array and ipc.Queue handles in A are resolved in the worker without
 // copying their data.
 func Register[A, R any](name string, fn func(A) (R, error), opts ...RegisterOption) Func[A, R] {
-	if name == "" || fn == nil {
+	if fn == nil {
+		panic("pool: Register needs a name and a function")
+	}
+	return register(name, fn, func(_ context.Context, a A) (R, error) { return fn(a) }, false, opts)
+}
+
+// RegisterCtx is Register for a function that takes a context first. In
+// the worker that context is cancelled when the task's call ends early:
+// the caller's context ends (ApplyAsync, MapAsync, Imap), Result.Cancel
+// runs, or another task fails a fail-fast call. It is seen within about a
+// millisecond (a watcher polls the parent's abort flag while such a task
+// runs). Cancellation is cooperative: a task that ignores it runs on, and
+// only Config.TaskTimeout or Terminate kill its worker.
+func RegisterCtx[A, R any](name string, fn func(context.Context, A) (R, error), opts ...RegisterOption) Func[A, R] {
+	if fn == nil {
+		panic("pool: RegisterCtx needs a name and a function")
+	}
+	return register(name, fn, fn, true, opts)
+}
+
+func register[A, R any](name string, orig any, fn func(context.Context, A) (R, error), takesCtx bool, opts []RegisterOption) Func[A, R] {
+	if name == "" {
 		panic("pool: Register needs a name and a function")
 	}
 	if len(name) > maxNameLen {
@@ -90,13 +118,14 @@ func Register[A, R any](name string, fn func(A) (R, error), opts ...RegisterOpti
 		name:     name,
 		types:    ta.String() + " -> " + tr.String(),
 		where:    caller(),
-		returned: funcPlace(fn),
-		call: func(dst, arg []byte) ([]byte, error) {
+		returned: funcPlace(orig),
+		ctx:      takesCtx,
+		call: func(ctx context.Context, dst, arg []byte) ([]byte, error) {
 			var a A
 			if err := argc.Decode(arg, &a); err != nil {
 				return dst, fmt.Errorf("decode argument %s: %w", ta, err)
 			}
-			r, err := fn(a)
+			r, err := fn(ctx, a)
 			if err != nil {
 				return dst, err
 			}
@@ -107,9 +136,12 @@ func Register[A, R any](name string, fn func(A) (R, error), opts ...RegisterOpti
 			return out, err
 		},
 	}
+	if takesCtx {
+		e.types = "ctx, " + e.types // a Register'ed twin is another function
+	}
 	e.zero = func() error {
 		var a A
-		_, err := fn(a)
+		_, err := fn(context.Background(), a)
 		return err
 	}
 	e.sig = fingerprint(name, e.types)
@@ -180,8 +212,8 @@ func funcPlace(fn any) string {
 }
 
 func caller() string {
-	// Skip caller, Register.
-	if _, file, line, ok := runtime.Caller(2); ok {
+	// Skip caller, register, Register.
+	if _, file, line, ok := runtime.Caller(3); ok {
 		return fmt.Sprintf("%s:%d", file, line)
 	}
 	return "unknown place"
