@@ -230,9 +230,13 @@ func linkPair(t *testing.T) (parent, worker *shmLink) {
 // message limit before it tripped.
 func TestFragmentFloodIsBounded(t *testing.T) {
 	parent, worker := linkPair(t)
-	stop := make(chan struct{})
-	defer close(stop)
+	stop, done := make(chan struct{}), make(chan struct{})
+	defer func() {
+		close(stop)
+		<-done // still inside Put, it would fault once the cleanup unmaps the link
+	}()
 	go func() {
+		defer close(done)
 		// A first fragment announcing the largest message, then more
 		// fragments than it announced, for ever.
 		frag := make([]byte, worker.out.MaxMessage())
