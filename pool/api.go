@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"iter"
+	"slices"
 
 	"github.com/mproc/mproc/internal/codec"
 )
@@ -179,97 +180,156 @@ func wait[T any](ctx context.Context, r *Result[T]) (T, error) {
 	return v, err
 }
 
+// Indexed is one result of ImapUnordered: the value of the task at Index
+// in the input sequence.
+type Indexed[R any] struct {
+	Index int
+	Value R
+}
+
+// Imap runs f over the items of args, pulled lazily, and yields each
+// result in the order of args as soon as it and all before it are done,
+// as Python's Pool.imap. It pulls from args only as results are consumed:
+// at most 4×Workers chunks of items (a chunk is the ChunkSize option or
+// Config.ChunkSize, else 16 items) are pulled and not yet yielded, so a
+// generator of millions of items never materialises. Pass a slice as
+// slices.Values(xs). A failed task, or an item that cannot be encoded,
+// yields that item's error and the sequence goes on. Breaking out of the
+// loop, or ctx ending, ends the call: its tasks not yet begun are dropped
+// and its running RegisterCtx tasks see their context cancelled. If the
+// whole call fails (Terminate, no worker left), the sequence yields that
+// error and ends. args is only ever used from the goroutine ranging over
+// the result.
+func Imap[A, R any](ctx context.Context, p *Pool, f Func[A, R], args iter.Seq[A], opts ...CallOption) iter.Seq2[R, error] {
+	return func(yield func(R, error) bool) {
+		imap(ctx, p, f, args, true, opts, func(_ int, v R, err error) bool { return yield(v, err) })
+	}
+}
+
+// ImapUnordered is Imap yielding results in the order they finish, each
+// with its index in args. A failure of the whole call has Index -1.
+func ImapUnordered[A, R any](ctx context.Context, p *Pool, f Func[A, R], args iter.Seq[A], opts ...CallOption) iter.Seq2[Indexed[R], error] {
+	return func(yield func(Indexed[R], error) bool) {
+		imap(ctx, p, f, args, false, opts, func(i int, v R, err error) bool { return yield(Indexed[R]{Index: i, Value: v}, err) })
+	}
+}
+
 type itemResult[R any] struct {
 	i   int
 	v   R
 	err error
 }
 
-// Imap runs f over args like Map but yields each result, in the order of
-// args, as soon as it and all before it are done. A failed task yields its
-// error and the sequence goes on. Breaking out of the loop, or ctx ending,
-// drops the tasks not yet handed to a worker. If the whole call fails (an
-// argument that cannot be encoded, Terminate, no worker left), the
-// sequence yields that error and ends.
-func Imap[A, R any](ctx context.Context, p *Pool, f Func[A, R], args []A, opts ...CallOption) iter.Seq2[R, error] {
-	return imap(ctx, p, f, args, true, opts)
-}
+// imapChunk is Imap's chunk when no ChunkSize is set: small enough that
+// results stream, large enough that tiny tasks do not pay a message each.
+const imapChunk = 16
 
-// ImapUnordered is Imap yielding results in the order they finish.
-func ImapUnordered[A, R any](ctx context.Context, p *Pool, f Func[A, R], args []A, opts ...CallOption) iter.Seq2[R, error] {
-	return imap(ctx, p, f, args, false, opts)
-}
-
-func imap[A, R any](ctx context.Context, p *Pool, f Func[A, R], args []A, ordered bool, opts []CallOption) iter.Seq2[R, error] {
-	return func(yield func(R, error) bool) {
-		var zero R
-		if err := checkFunc(f.e); err != nil {
-			yield(zero, err)
-			return
+// imap runs an Imap call: it pulls batches of a chunk per worker from
+// args, each batch one call (split into chunks as Map splits), while
+// fewer than 4 batches' items are pulled and not yet yielded.
+func imap[A, R any](ctx context.Context, p *Pool, f Func[A, R], args iter.Seq[A], ordered bool, opts []CallOption, yield func(int, R, error) bool) {
+	var zero R
+	if err := checkFunc(f.e); err != nil {
+		yield(-1, zero, err)
+		return
+	}
+	cc, err := resolve(&p.core.cfg, opts)
+	if err != nil {
+		yield(-1, zero, err)
+		return
+	}
+	chunk := cc.chunkSize()
+	if chunk == 0 {
+		chunk = imapChunk
+	}
+	batch := chunk * len(p.core.slots)
+	bound := 4 * batch
+	// Every item pulled sends one result here, and at most bound items are
+	// pulled and not yet yielded: the collectors never block on it.
+	ch := make(chan itemResult[R], bound)
+	failed := make(chan error, 1) // a batch's call ended without its items
+	var live []*call
+	defer func() {
+		for _, c := range live {
+			c.cancel(context.Canceled)
 		}
-		cc, err := resolve(&p.core.cfg, opts)
-		if err != nil {
-			yield(zero, err)
-			return
-		}
-		if len(args) == 0 {
-			return
-		}
-		out := make([]R, len(args))
-		ch := make(chan itemResult[R], len(args))
-		c, err := mapCall(f, cc, args, out)
-		if err != nil {
-			yield(zero, err)
-			return
-		}
-		c.each = func(i int, err error) {
-			ch <- itemResult[R]{i: i, v: out[i], err: err}
-		}
-		if err := p.core.submit(c); err != nil {
-			yield(zero, err)
-			return
-		}
-		defer c.cancel(context.Canceled)
-		var held map[int]itemResult[R]
-		if ordered {
-			held = make(map[int]itemResult[R])
-		}
-		next := 0
-		for got := 0; got < len(args); {
-			var r itemResult[R]
-			select {
-			case r = <-ch:
-			case <-c.done:
-				// Finished: every item delivered is already in ch; what
-				// is missing never comes (the call was cancelled).
-				select {
-				case r = <-ch:
-				default:
-					yield(zero, c.cancelled())
-					return
-				}
-			case <-ctx.Done():
-				yield(zero, ctx.Err())
-				return
-			}
-			got++
-			if !ordered {
-				if !yield(r.v, r.err) {
-					return
-				}
-				continue
-			}
-			held[r.i] = r
-			for {
-				h, ok := held[next]
+	}()
+	next, stop := iter.Pull(args)
+	defer stop()
+	argc, resc := codec.For[A](), codec.For[R]()
+	pulled, yielded, exhausted := 0, 0, false
+	var held map[int]itemResult[R]
+	if ordered {
+		held = make(map[int]itemResult[R])
+	}
+	for {
+		for !exhausted && pulled-yielded+batch <= bound {
+			enc := &encoded{}
+			var index []int // the call's item i is args item index[i]
+			for len(index) < batch {
+				a, ok := next()
 				if !ok {
+					exhausted = true
 					break
 				}
-				delete(held, next)
-				next++
-				if !yield(h.v, h.err) {
-					return
+				i := pulled
+				pulled++
+				if err := enc.add(f.e, i, func(dst []byte) ([]byte, error) { return argc.Append(dst, a) }); err != nil {
+					ch <- itemResult[R]{i: i, err: err}
+					continue
 				}
+				index = append(index, i)
+			}
+			if len(index) == 0 {
+				continue
+			}
+			out := make([]R, len(index))
+			c := newCall(f.e, cc, enc)
+			c.dec = func(i int, b []byte) error { return resc.Decode(b, &out[i]) }
+			c.each = func(i int, err error) { ch <- itemResult[R]{i: index[i], v: out[i], err: err} }
+			c.ended = func(err error) {
+				select {
+				case failed <- err:
+				default:
+				}
+			}
+			if err := p.core.submit(c); err != nil {
+				yield(-1, zero, err)
+				return
+			}
+			live = slices.DeleteFunc(live, func(c *call) bool { return c.finished.Load() })
+			live = append(live, c)
+		}
+		if exhausted && yielded == pulled {
+			return
+		}
+		var r itemResult[R]
+		select {
+		case r = <-ch:
+		case err := <-failed:
+			yield(-1, zero, err)
+			return
+		case <-ctx.Done():
+			yield(-1, zero, ctx.Err())
+			return
+		}
+		if !ordered {
+			yielded++
+			if !yield(r.i, r.v, r.err) {
+				return
+			}
+			continue
+		}
+		held[r.i] = r
+		for {
+			h, ok := held[yielded]
+			if !ok {
+				break
+			}
+			delete(held, yielded)
+			yielded++
+			if !yield(h.i, h.v, h.err) {
+				return
 			}
 		}
 	}

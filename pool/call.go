@@ -24,6 +24,9 @@ type call struct {
 	// collector goroutine, unless the call is already finished.
 	each     func(i int, err error)
 	failFast bool
+	// ended, if set, runs once when cancel finishes the call, with the
+	// reason: its missing items will never come.
+	ended func(error)
 	// onFinish, set by submit, runs once when the call finishes early
 	// (failed or cancelled) so workers stop running its items.
 	onFinish func(*call)
@@ -94,6 +97,9 @@ func (c *call) cancel(err error) {
 	c.mu.Unlock()
 	if finished && c.onFinish != nil {
 		c.onFinish(c)
+	}
+	if finished && c.ended != nil {
+		c.ended(err)
 	}
 }
 
@@ -184,20 +190,32 @@ func (a *encoded) fit(lo, k, limit int) int {
 // encode, or encodes to more than maxValue bytes, fails the whole call: a
 // *TaskError with the item's index.
 func encodeArgs(e *entry, n int, enc func(dst []byte, i int) ([]byte, error)) (*encoded, error) {
-	a := &encoded{ends: make([]int, n)}
+	a := &encoded{ends: make([]int, 0, n)}
 	for i := range n {
-		start := len(a.buf)
-		var err error
-		a.buf, err = enc(a.buf, i)
-		if size := len(a.buf) - start; errors.Is(err, codec.ErrTooLarge) || size > maxValue {
-			return nil, &TaskError{Func: e.name, Index: i, Err: fmt.Errorf("%w: the argument encodes to more than the %d-byte limit; pass bulk data in an shm.Array", ErrTooLarge, maxValue)}
+		if err := a.add(e, i, func(dst []byte) ([]byte, error) { return enc(dst, i) }); err != nil {
+			return nil, err
 		}
-		if err != nil {
-			return nil, &TaskError{Func: e.name, Index: i, Err: fmt.Errorf("encode argument: %w", err)}
-		}
-		a.ends[i] = len(a.buf)
 	}
 	return a, nil
+}
+
+// add appends one argument, item index of its call, encoded by enc. An
+// argument that fails to encode, or encodes to more than maxValue bytes,
+// is not added: the error is a *TaskError with the index.
+func (a *encoded) add(e *entry, index int, enc func(dst []byte) ([]byte, error)) error {
+	start := len(a.buf)
+	buf, err := enc(a.buf)
+	if size := len(buf) - start; errors.Is(err, codec.ErrTooLarge) || size > maxValue {
+		a.buf = buf[:start]
+		return &TaskError{Func: e.name, Index: index, Err: fmt.Errorf("%w: the argument encodes to more than the %d-byte limit; pass bulk data in an shm.Array", ErrTooLarge, maxValue)}
+	}
+	if err != nil {
+		a.buf = buf[:start]
+		return &TaskError{Func: e.name, Index: index, Err: fmt.Errorf("encode argument: %w", err)}
+	}
+	a.buf = buf
+	a.ends = append(a.ends, len(a.buf))
+	return nil
 }
 
 // maxChunk bounds every chunk's item count. The wire format's item count is

@@ -62,7 +62,7 @@ func ExampleImap() {
 		return
 	}
 	defer p.Close()
-	for v, err := range pool.Imap(context.Background(), p, cube, []int{3, 1, 2}) {
+	for v, err := range pool.Imap(context.Background(), p, cube, slices.Values([]int{3, 1, 2})) {
 		fmt.Println(v, err)
 	}
 	// Output:
@@ -193,4 +193,40 @@ func ExampleResult_Cancel() {
 	// Output:
 	// context canceled
 	// done <nil>
+}
+
+// Imap and ImapUnordered pull their input lazily, as Python's imap with a
+// buffersize: an endless generator is fine. ImapUnordered yields each
+// result with its index.
+func ExampleImapUnordered() {
+	p, err := pool.New(&pool.Config{Workers: 2})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer p.Close()
+	naturals := func(yield func(int) bool) {
+		for i := 0; ; i++ {
+			if !yield(i) {
+				return
+			}
+		}
+	}
+	cubes := make([]int, 5)
+	seen := 0
+	for r, err := range pool.ImapUnordered(context.Background(), p, cube, naturals) {
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		if r.Index < len(cubes) {
+			cubes[r.Index] = r.Value
+			seen++
+		}
+		if seen == len(cubes) {
+			break // ends the call: what is left is dropped
+		}
+	}
+	fmt.Println(cubes)
+	// Output: [0 1 8 27 64]
 }

@@ -3,6 +3,7 @@ package pool
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -296,18 +297,30 @@ func TestImapCallFails(t *testing.T) {
 	t.Run("argument that cannot be encoded", func(t *testing.T) {
 		p := mustPool(t, &Config{Workers: 1, NoPin: true, ChunkSize: 1})
 		args := []badArg{{}, {Fail: true}, {}}
-		for _, ordered := range []bool{true, false} {
-			errs := drainWithin(t, 5*time.Second, imap(context.Background(), p, takeBadArg, args, ordered, nil))
-			if len(errs) == 0 || !strings.Contains(errs[len(errs)-1].Error(), "cannot encode") {
-				t.Fatalf("ordered=%v: Imap yielded errors %v, want one ending with the encode error", ordered, errs)
+		// As Python's imap: the item's error, and the stream goes on.
+		var got []string
+		for v, err := range Imap(context.Background(), p, takeBadArg, slices.Values(args)) {
+			got = append(got, fmt.Sprint(v, err != nil && strings.Contains(err.Error(), "task 1 ") && strings.Contains(err.Error(), "cannot encode")))
+		}
+		if want := []string{"1 false", "0 true", "1 false"}; !slices.Equal(got, want) {
+			t.Fatalf("Imap yielded %q, want %q", got, want)
+		}
+		n := 0
+		for r, err := range ImapUnordered(context.Background(), p, takeBadArg, slices.Values(args)) {
+			if (err != nil) != (r.Index == 1) {
+				t.Fatalf("ImapUnordered yielded %+v, %v; want an error for item 1 only", r, err)
 			}
+			n++
+		}
+		if n != 3 {
+			t.Fatalf("ImapUnordered yielded %d items, want 3", n)
 		}
 	})
 	t.Run("Terminate during the iteration", func(t *testing.T) {
 		p := mustPool(t, &Config{Workers: 1, NoPin: true, ChunkSize: 1})
 		time.AfterFunc(100*time.Millisecond, func() { p.Terminate() })
 		args := []time.Duration{10 * time.Millisecond, time.Minute, time.Minute, time.Minute}
-		errs := drainWithin(t, 5*time.Second, Imap(context.Background(), p, sleep, args))
+		errs := drainWithin(t, 5*time.Second, Imap(context.Background(), p, sleep, slices.Values(args)))
 		if len(errs) != 1 || !errors.Is(errs[0], ErrTerminated) {
 			t.Fatalf("Imap yielded errors %v, want ErrTerminated once", errs)
 		}

@@ -294,7 +294,7 @@ func TestImapOrder(t *testing.T) {
 	// Later items finish first.
 	args := []delayed{{0, 80 * time.Millisecond}, {1, 40 * time.Millisecond}, {2, 20 * time.Millisecond}, {3, 0}, {4, 0}}
 	var got []int
-	for i, err := range Imap(context.Background(), p, sleepEcho, args) {
+	for i, err := range Imap(context.Background(), p, sleepEcho, slices.Values(args)) {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -304,22 +304,25 @@ func TestImapOrder(t *testing.T) {
 		t.Fatalf("Imap yielded %v, want %v", got, want)
 	}
 	got = got[:0]
-	for i, err := range ImapUnordered(context.Background(), p, sleepEcho, args) {
+	for r, err := range ImapUnordered(context.Background(), p, sleepEcho, slices.Values(args)) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got = append(got, i)
+		if r.Index != r.Value {
+			t.Fatalf("ImapUnordered yielded index %d for the value of item %d", r.Index, r.Value)
+		}
+		got = append(got, r.Value)
 	}
 	if got[0] == 0 || len(got) != 5 {
 		t.Fatalf("ImapUnordered yielded %v, want the slow item 0 after faster ones", got)
 	}
 	// Breaking out early is allowed and leaves the pool usable.
-	for range Imap(context.Background(), p, sleepEcho, args) {
+	for range Imap(context.Background(), p, sleepEcho, slices.Values(args)) {
 		break
 	}
 	sq := []int{5, 1, 4, 2, 3}
 	got = got[:0]
-	for v, err := range Imap(context.Background(), p, cube, sq) {
+	for v, err := range Imap(context.Background(), p, cube, slices.Values(sq)) {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -329,11 +332,11 @@ func TestImapOrder(t *testing.T) {
 		t.Fatalf("Imap = %v, want %v", got, want)
 	}
 	var un []int
-	for v, err := range ImapUnordered(context.Background(), p, cube, sq) {
-		if err != nil {
-			t.Fatal(err)
+	for r, err := range ImapUnordered(context.Background(), p, cube, slices.Values(sq)) {
+		if err != nil || r.Value != sq[r.Index]*sq[r.Index]*sq[r.Index] {
+			t.Fatalf("ImapUnordered yielded %+v, %v; want the cube of item %d", r, err, r.Index)
 		}
-		un = append(un, v)
+		un = append(un, r.Value)
 	}
 	slices.Sort(un)
 	if want := []int{1, 8, 27, 64, 125}; !slices.Equal(un, want) {
