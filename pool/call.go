@@ -134,9 +134,20 @@ func (c *call) finishLocked() bool {
 	return true
 }
 
+// ghost returns a finished call that stands in for c in its chunks still
+// running after c finished early: it names the same function and settings
+// for errors and timeouts but holds none of c's arguments or results.
+func (c *call) ghost() *call {
+	g := &call{e: c.e, cfg: c.cfg, n: c.n, errIndex: -1, reason: c.reason, done: make(chan struct{})}
+	g.cfg.progress = nil
+	g.finished.Store(true)
+	close(g.done)
+	return g
+}
+
 // chunk is items lo..hi-1 of a call, sent as one task message.
 type chunk struct {
-	c        *call
+	c        *call    // guarded by p.mu once sent: abortCall swaps in a ghost
 	args     *encoded // c.args when the chunk was made: c.args is dropped when c finishes
 	lo, hi   int
 	attempts int       // times a worker died running it

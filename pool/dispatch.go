@@ -107,16 +107,27 @@ func (p *core) markSent(w *slot, ch *chunk) bool {
 
 // abortCall runs once when c finishes early (a failure with fail-fast, a
 // cancel, Terminate): its queued chunks are dropped and workers are asked
-// to skip the items of its messages they have not started.
+// to skip the items of its messages they have not started. Its chunks
+// still running in a worker are handed to a finished stand-in without
+// their arguments, so that nothing of the call (its results, its encoded
+// arguments) stays reachable from the pool once it returned.
 func (p *core) abortCall(c *call) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.pending = slices.DeleteFunc(p.pending, func(ch *chunk) bool { return ch.c == c })
+	var ghost *call
 	for _, w := range p.slots {
 		for _, ch := range w.inflight {
-			if ch.c == c && ch.sent && w.l != nil {
+			if ch.c != c || !ch.sent {
+				continue // an unsent one is dropped by markSent
+			}
+			if w.l != nil {
 				w.l.abort(ch.seq, ch.job)
 			}
+			if ghost == nil {
+				ghost = c.ghost()
+			}
+			ch.c, ch.args = ghost, nil
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -259,11 +260,12 @@ func (w *slot) collect(l link) {
 		partial := h.flags&flagPartial != 0
 		p.mu.Lock()
 		var ch *chunk
+		var c *call
 		for i, x := range w.inflight {
 			if x.job == h.job {
-				ch = x
+				ch, c = x, x.c
 				if !partial {
-					w.inflight = append(w.inflight[:i], w.inflight[i+1:]...)
+					w.inflight = slices.Delete(w.inflight, i, i+1) // clears the tail: no stale pointer keeps a finished call
 				}
 				break
 			}
@@ -281,7 +283,7 @@ func (w *slot) collect(l link) {
 		}
 		w.tasks.Add(int64(h.count))
 		w.busy.Add(int64(h.extra))
-		rest, ok := w.deliver(ch, h, body, id)
+		rest, ok := w.deliver(ch, c, h, body, id)
 		switch {
 		case !ok:
 			// Items missing or malformed without a reason: a broken peer.
@@ -313,8 +315,8 @@ func (w *slot) collect(l link) {
 // deliver hands a result message's items to their call. It returns the
 // items of the chunk still to come, if any (ch itself, advanced), and ok
 // false if the message is malformed or short without a reason.
-func (w *slot) deliver(ch *chunk, h msgHeader, body []byte, id workerID) (rest *chunk, ok bool) {
-	c := ch.c
+// c is ch's call, read under p.mu.
+func (w *slot) deliver(ch *chunk, c *call, h msgHeader, body []byte, id workerID) (rest *chunk, ok bool) {
 	want := ch.hi - ch.lo
 	if h.count > want {
 		return ch, false
