@@ -242,6 +242,8 @@ func imap[A, R any](ctx context.Context, p *Pool, f Func[A, R], args iter.Seq[A]
 	if chunk == 0 {
 		chunk = imapChunk
 	}
+	progress := cc.progress
+	cc.progress = nil // counted here, across the batches' calls
 	batch := chunk * len(p.core.slots)
 	bound := 4 * batch
 	// Every item pulled sends one result here, and at most bound items are
@@ -257,7 +259,7 @@ func imap[A, R any](ctx context.Context, p *Pool, f Func[A, R], args iter.Seq[A]
 	next, stop := iter.Pull(args)
 	defer stop()
 	argc, resc := codec.For[A](), codec.For[R]()
-	pulled, yielded, exhausted := 0, 0, false
+	pulled, yielded, received, exhausted := 0, 0, 0, false
 	var held map[int]itemResult[R]
 	if ordered {
 		held = make(map[int]itemResult[R])
@@ -306,6 +308,13 @@ func imap[A, R any](ctx context.Context, p *Pool, f Func[A, R], args iter.Seq[A]
 		var r itemResult[R]
 		select {
 		case r = <-ch:
+			if received++; progress != nil {
+				total := -1
+				if exhausted {
+					total = pulled
+				}
+				progress(received, total)
+			}
 		case err := <-failed:
 			yield(-1, zero, err)
 			return

@@ -75,6 +75,9 @@ func (c *call) item(i int, err error) {
 		c.err, c.errIndex = err, i
 	}
 	c.remaining--
+	if c.cfg.progress != nil {
+		c.cfg.progress(c.n-c.remaining, c.n) // under mu: one call at a time, done rising
+	}
 	early := c.remaining > 0 && err != nil && c.failFast
 	finished := (c.remaining == 0 || early) && c.finishLocked()
 	c.mu.Unlock()

@@ -230,3 +230,23 @@ func ExampleImapUnordered() {
 	fmt.Println(cubes)
 	// Output: [0 1 8 27 64]
 }
+
+// A progress hook, as tqdm over Python's imap: called as tasks finish.
+func ExampleProgress() {
+	p, err := pool.New(&pool.Config{Workers: 2})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer p.Close()
+	report := pool.Progress(func(done, total int) {
+		if done == total {
+			fmt.Printf("%d/%d tasks\n", done, total)
+		}
+	})
+	out, err := pool.Map(context.Background(), p, cube, []int{1, 2, 3, 4, 5, 6}, report)
+	fmt.Println(out, err)
+	// Output:
+	// 6/6 tasks
+	// [1 8 27 64 125 216] <nil>
+}

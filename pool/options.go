@@ -36,6 +36,15 @@ func TaskTimeout(d time.Duration) CallOption { return CallOption{set: optTimeout
 // Idempotent function whose worker died runs again; 0 means never.
 func Retries(n int) CallOption { return CallOption{set: optRetries, retries: n} }
 
+// Progress has fn called each time a task of this call finishes, failed or
+// not, with the number finished so far and the call's task count, as
+// tqdm or mpire's progress bar would show. For Imap and ImapUnordered it
+// counts results received, and total is -1 until the input is exhausted.
+// Calls come from a pool goroutine, one at a time, done rising, all before
+// the call returns; fn must return quickly and not call into the pool.
+// Without it nothing is counted.
+func Progress(fn func(done, total int)) CallOption { return CallOption{set: optProgress, progress: fn} }
+
 // callConfig is a call's settings: the pool's Config overridden by the
 // call's options.
 type callConfig struct {

@@ -3,6 +3,7 @@ package pool
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -62,4 +63,38 @@ func TestCallOptions(t *testing.T) {
 			t.Fatalf("Map(ChunkSize(3)) = %v, %v", out, err)
 		}
 	})
+}
+
+func TestProgress(t *testing.T) {
+	p := mustPool(t, &Config{Workers: 2, NoPin: true})
+	ctx := context.Background()
+	const n = 100
+	args := make([]int, n)
+	var dones, totals []int
+	record := Progress(func(done, total int) { dones, totals = append(dones, done), append(totals, total) })
+	if _, err := Map(ctx, p, cube, args, record, ChunkSize(7)); err != nil {
+		t.Fatal(err)
+	}
+	if len(dones) != n {
+		t.Fatalf("Map: %d progress calls, want %d", len(dones), n)
+	}
+	for i := range dones {
+		if dones[i] != i+1 || totals[i] != n {
+			t.Fatalf("Map: progress call %d = (%d, %d), want (%d, %d)", i, dones[i], totals[i], i+1, n)
+		}
+	}
+	dones, totals = nil, nil
+	for _, err := range Imap(ctx, p, cube, slices.Values(args), record) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(dones) != n || dones[n-1] != n || totals[n-1] != n {
+		t.Fatalf("Imap: progress %v / %v, want %d calls ending at (%d, %d)", dones, totals, n, n, n)
+	}
+	for i, tot := range totals {
+		if tot != -1 && tot != n {
+			t.Fatalf("Imap: progress call %d has total %d, want -1 or %d", i, tot, n)
+		}
+	}
 }

@@ -20,9 +20,11 @@ import (
 
 // benchCase is one configuration of the benchmark: a full width sweep.
 type benchCase struct {
-	label string                      // row label, e.g. "goroutines 2"
-	bar   string                      // short label for the chart's axis
-	run   func() ([]kde.Point, error) // one timed sweep
+	label string // row label, e.g. "goroutines 2"
+	bar   string // short label for the chart's axis
+	// run is one timed sweep; the pool rows pass opts (the progress hook)
+	// to their pool.Map.
+	run func(opts ...pool.CallOption) ([]kde.Point, error)
 }
 
 // benchResult is a case's measured times.
@@ -51,12 +53,14 @@ func sectionBench(w io.Writer, cfg *config) error {
 	widths := kde.Linspace(1.0, 1.2, cfg.widths)
 	cases := []benchCase{{
 		label: "serial", bar: "serial",
-		run: func() ([]kde.Point, error) { return kde.Sweep(samples, origin, widths, cfg.kernel) },
+		run: func(...pool.CallOption) ([]kde.Point, error) { return kde.Sweep(samples, origin, widths, cfg.kernel) },
 	}}
 	for _, k := range cfg.procs {
 		cases = append(cases, benchCase{
 			label: fmt.Sprintf("goroutines %d", k), bar: fmt.Sprintf("%d goroutines", k),
-			run: func() ([]kde.Point, error) { return kde.SweepGoroutines(samples, origin, widths, cfg.kernel, k) },
+			run: func(...pool.CallOption) ([]kde.Point, error) {
+				return kde.SweepGoroutines(samples, origin, widths, cfg.kernel, k)
+			},
 		})
 	}
 	poolCases, closePools, err := poolBenchCases(cfg, samples, widths)
@@ -73,7 +77,11 @@ func sectionBench(w io.Writer, cfg *config) error {
 	fmt.Fprintf(w, "n = %d samples, %d widths in [1.0, 1.2], %s kernel; median of %d runs each\n\n",
 		cfg.n, cfg.widths, cfg.kernel, cfg.reps)
 
-	bar := newProgressBar(cfg.reps*len(cases), "benchmark")
+	// The bar counts width estimates: the pool rows feed it as their tasks
+	// finish (pool.Progress); the others, which have no such hook, when
+	// their sweep returns.
+	bar := newProgressBar(cfg.reps*len(cases)*len(widths), "benchmark")
+	done := 0
 	results := make([]benchResult, len(cases))
 	for i, c := range cases {
 		results[i].benchCase = c
@@ -82,8 +90,10 @@ func sectionBench(w io.Writer, cfg *config) error {
 	// not land on one configuration only.
 	for range cfg.reps {
 		for i := range results {
+			base := done
+			progress := pool.Progress(func(n, _ int) { _ = bar.Set(base + n) })
 			start := time.Now()
-			got, err := results[i].run()
+			got, err := results[i].run(progress)
 			elapsed := time.Since(start)
 			if err != nil {
 				return fmt.Errorf("%s: %w", results[i].label, err)
@@ -92,7 +102,8 @@ func sectionBench(w io.Writer, cfg *config) error {
 				return fmt.Errorf("%s: results differ from the serial sweep", results[i].label)
 			}
 			results[i].times = append(results[i].times, elapsed)
-			_ = bar.Add(1)
+			done += len(widths)
+			_ = bar.Set(done)
 		}
 	}
 	_ = bar.Finish()
@@ -156,13 +167,17 @@ func poolBenchCases(cfg *config, samples, widths []float64) ([]benchCase, func()
 		pools = append(pools, p)
 		cases = append(cases, benchCase{
 			label: fmt.Sprintf("pool %d processes, warm", k), bar: fmt.Sprintf("%d procs warm", k),
-			run: func() ([]kde.Point, error) { return kde.SweepPool(ctx, p, shared, origin, widths, cfg.kernel) },
+			run: func(opts ...pool.CallOption) ([]kde.Point, error) {
+				return kde.SweepPool(ctx, p, shared, origin, widths, cfg.kernel, opts...)
+			},
 		})
 	}
 	for _, k := range cfg.procs {
 		cases = append(cases, benchCase{
 			label: fmt.Sprintf("pool %d processes, cold (seed)", k), bar: fmt.Sprintf("%d procs cold", k),
-			run: func() ([]kde.Point, error) { return kde.SweepNewPool(ctx, k, samples, origin, widths, cfg.kernel) },
+			run: func(opts ...pool.CallOption) ([]kde.Point, error) {
+				return kde.SweepNewPool(ctx, k, samples, origin, widths, cfg.kernel, opts...)
+			},
 		})
 	}
 	return cases, release, nil
