@@ -106,16 +106,33 @@ type Placement struct {
 	Thread  int // 0 for the core's first hardware thread, 1 for its SMT sibling, ...
 }
 
-// WorkerStats describes one worker slot. A slot keeps its index and CPU
-// across replacements.
+// WorkerStats describes one worker slot, as mpire's worker insights: where
+// its time went and which tasks were slowest. A slot keeps its index and
+// CPU across replacements; its counts and times add up over them.
 type WorkerStats struct {
 	Worker   int
 	Pid      int // current process; 0 while being replaced
 	CPU      int // -1 if not pinned
 	Tasks    int64
 	Busy     time.Duration // time spent running tasks, measured in the worker
+	Idle     time.Duration // time its processes were up and not running tasks: waiting for work
+	StartUp  time.Duration // how long its current (or last) process took to start and be ready
 	Restarts int           // replacements after deaths, timeouts, panics or MaxTasksPerWorker
+	// Slowest lists its slowest task messages so far, slowest first, at
+	// most 5. A message holds one task unless the call was chunked.
+	Slowest []TaskTime
 }
+
+// TaskTime is how long a worker took over one task message.
+type TaskTime struct {
+	Func  string        // the registered function
+	Index int           // index in its call of the message's first task
+	Tasks int           // tasks in the message
+	Took  time.Duration // measured in the worker
+}
+
+// slowest is how many task times WorkerStats.Slowest keeps.
+const slowest = 5
 
 func layout(cfg Config) ([]Placement, error) {
 	out := make([]Placement, cfg.Workers)

@@ -250,3 +250,25 @@ func ExampleProgress() {
 	// 6/6 tasks
 	// [1 8 27 64 125 216] <nil>
 }
+
+// Stats are mpire's worker insights: per worker, its start-up time, time
+// working and waiting, tasks run, restarts and slowest task messages.
+func ExamplePool_Stats() {
+	p, err := pool.New(&pool.Config{Workers: 1})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer p.Close()
+	if _, err := pool.Map(context.Background(), p, cube, []int{1, 2, 3, 4, 5, 6}, pool.ChunkSize(2)); err != nil {
+		fmt.Println(err)
+		return
+	}
+	s := p.Stats()[0]
+	fmt.Println("tasks:", s.Tasks, "restarts:", s.Restarts, "started:", s.StartUp > 0)
+	slow := s.Slowest[0] // of the three messages; Index and Took say which and how long
+	fmt.Println(len(s.Slowest), "messages timed; the slowest:", slow.Func, slow.Tasks, "tasks")
+	// Output:
+	// tasks: 6 restarts: 0 started: true
+	// 3 messages timed; the slowest: example.cube 2 tasks
+}

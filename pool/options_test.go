@@ -98,3 +98,43 @@ func TestProgress(t *testing.T) {
 		}
 	}
 }
+
+func TestWorkerInsights(t *testing.T) {
+	p := mustPool(t, &Config{Workers: 1, NoPin: true})
+	ctx := context.Background()
+	for _, d := range []time.Duration{30 * time.Millisecond, 10 * time.Millisecond} {
+		if _, err := Apply(ctx, p, sleep, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 8 {
+		if _, err := Map(ctx, p, cube, make([]int, 50), ChunkSize(10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(40 * time.Millisecond) // waiting for work
+	s := p.Stats()[0]
+	if s.StartUp <= 0 || s.StartUp > 10*time.Second {
+		t.Errorf("StartUp = %v, want the time the worker took to start", s.StartUp)
+	}
+	if s.Tasks != 402 {
+		t.Errorf("Tasks = %d, want 402", s.Tasks)
+	}
+	if s.Busy < 40*time.Millisecond || s.Idle < 40*time.Millisecond {
+		t.Errorf("Busy = %v, Idle = %v; want at least 40ms each", s.Busy, s.Idle)
+	}
+	if len(s.Slowest) != slowest {
+		t.Fatalf("Slowest = %v, want %d entries", s.Slowest, slowest)
+	}
+	if top := s.Slowest[0]; top.Func != "test.sleep" || top.Index != 0 || top.Tasks != 1 || top.Took < 30*time.Millisecond {
+		t.Errorf("Slowest[0] = %+v, want the 30ms sleep", top)
+	}
+	if next := s.Slowest[1]; next.Took < 10*time.Millisecond || next.Took > s.Slowest[0].Took {
+		t.Errorf("Slowest[1] = %+v, want the 10ms sleep", next)
+	}
+	for i := 2; i < slowest; i++ {
+		if e := s.Slowest[i]; e.Func != "test.cube" || e.Tasks != 10 || e.Took > s.Slowest[i-1].Took {
+			t.Errorf("Slowest[%d] = %+v, want a chunk of 10 cubes, no slower than the one before", i, e)
+		}
+	}
+}

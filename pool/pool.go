@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 )
@@ -225,20 +226,31 @@ func (p *core) stopWatchers() {
 	p.stopOnce.Do(func() { close(p.timeouts) })
 }
 
-// Stats returns a snapshot of every worker slot.
+// Stats returns a snapshot of every worker slot: its process, the tasks
+// it ran, where its time went and its slowest task messages. It is safe
+// to call at any time, also after Close.
 func (p *Pool) Stats() []WorkerStats {
 	c := p.core
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := make([]WorkerStats, len(c.slots))
+	now := time.Now()
 	for i, w := range c.slots {
+		up := w.livedFor
+		if !w.liveSince.IsZero() {
+			up += now.Sub(w.liveSince)
+		}
+		busy := time.Duration(w.busy.Load())
 		out[i] = WorkerStats{
 			Worker:   i,
 			Pid:      w.id.Pid,
 			CPU:      c.place[i].CPU,
 			Tasks:    w.tasks.Load(),
-			Busy:     time.Duration(w.busy.Load()),
+			Busy:     busy,
+			Idle:     max(up-busy, 0),
+			StartUp:  w.startup,
 			Restarts: w.restarts,
+			Slowest:  slices.Clone(w.slowest),
 		}
 	}
 	return out

@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"runtime"
@@ -36,6 +37,13 @@ type slot struct {
 	id       workerID
 	sent     uint64 // task messages sent on the current link
 	restarts int
+	// Insights (WorkerStats): the start-up time of the current process,
+	// when it became live, how long earlier ones were, the slowest task
+	// messages.
+	startup   time.Duration
+	liveSince time.Time
+	livedFor  time.Duration
+	slowest   []TaskTime
 
 	tasks atomic.Int64
 	busy  atomic.Int64
@@ -55,12 +63,15 @@ const maxStartFailures = 5
 
 // start starts the slot's process; the pool's lock must not be held.
 func (w *slot) start() error {
+	begin := time.Now()
 	pr, err := w.p.backend.start(w.idx)
 	if err != nil {
 		return startError(w.idx, err)
 	}
 	p := w.p
+	now := time.Now()
 	p.mu.Lock()
+	w.startup, w.liveSince = now.Sub(begin), now
 	w.proc, w.l, w.id, w.state, w.sent = pr, pr.link(), pr.id(), slotLive, 0
 	w.retiring, w.timedOut, w.stopSent = false, nil, false
 	if p.state == stateTerminated {
@@ -142,6 +153,8 @@ func (w *slot) serveOne() {
 	p.mu.Lock()
 	id := w.id
 	w.proc, w.l, w.id = nil, nil, workerID{}
+	w.livedFor += time.Since(w.liveSince)
+	w.liveSince = time.Time{}
 	p.mu.Unlock()
 	w.handoff = false // its chunk is in inflight: settle decides
 	w.sendMu.Unlock()
@@ -276,6 +289,9 @@ func (w *slot) collect(l link) {
 		if h.flags&flagRetire != 0 {
 			w.retiring = true
 		}
+		if ch != nil && h.count > 0 {
+			w.noteTime(TaskTime{Func: c.e.name, Index: h.first, Tasks: h.count, Took: time.Duration(h.extra)})
+		}
 		id := w.id
 		p.mu.Unlock()
 		if ch == nil {
@@ -408,6 +424,21 @@ func (w *slot) settle(werr error, id workerID, taken uint64) {
 				c.item(i, &e)
 			}
 		}
+	}
+}
+
+// noteTime keeps t if it is among the slowest task messages; p.mu held.
+// The worker measured it (the message's busy time): no clock read here.
+func (w *slot) noteTime(t TaskTime) {
+	if len(w.slowest) == slowest && t.Took <= w.slowest[slowest-1].Took {
+		return
+	}
+	i, _ := slices.BinarySearchFunc(w.slowest, t.Took, func(x TaskTime, d time.Duration) int {
+		return cmp.Compare(d, x.Took) // slowest first
+	})
+	w.slowest = slices.Insert(w.slowest, i, t)
+	if len(w.slowest) > slowest {
+		w.slowest = w.slowest[:slowest]
 	}
 }
 

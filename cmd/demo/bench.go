@@ -63,7 +63,7 @@ func sectionBench(w io.Writer, cfg *config) error {
 			},
 		})
 	}
-	poolCases, closePools, err := poolBenchCases(cfg, samples, widths)
+	poolCases, warmPools, closePools, err := poolBenchCases(cfg, samples, widths)
 	if err != nil {
 		return err
 	}
@@ -127,6 +127,7 @@ func sectionBench(w io.Writer, cfg *config) error {
 		fmt.Fprintf(w, "slower than serial: %s. The whole serial sweep takes only %s here, so starting workers (cold) or handing them work (warm) costs more than the split saves; try -n 1000000.\n",
 			strings.Join(slower, "; "), fmtDur(serial))
 	}
+	printInsights(w, warmPools)
 	if cfg.plot != "" {
 		if err := writePlot(cfg.plot, results, cfg.n); err != nil {
 			return err
@@ -143,12 +144,13 @@ func sectionBench(w io.Writer, cfg *config) error {
 //   - "pool k cold": the seed's way, everything inside the timed run: start
 //     the workers, share the samples, sweep, close the pool.
 //
-// It also returns a function that releases what the warm rows hold.
-func poolBenchCases(cfg *config, samples, widths []float64) ([]benchCase, func(), error) {
+// It also returns the warm rows' pools and a function that releases what
+// they hold.
+func poolBenchCases(cfg *config, samples, widths []float64) ([]benchCase, []*pool.Pool, func(), error) {
 	ctx := context.Background()
 	shared, err := kde.ShareSamples(samples)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	var pools []*pool.Pool
 	release := func() {
@@ -162,7 +164,7 @@ func poolBenchCases(cfg *config, samples, widths []float64) ([]benchCase, func()
 		p, err := pool.New(&pool.Config{Workers: k})
 		if err != nil {
 			release()
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		pools = append(pools, p)
 		cases = append(cases, benchCase{
@@ -180,7 +182,27 @@ func poolBenchCases(cfg *config, samples, widths []float64) ([]benchCase, func()
 			},
 		})
 	}
-	return cases, release, nil
+	return cases, pools, release, nil
+}
+
+// printInsights is a compact table of the warm pools' worker insights
+// (pool.Stats): where each worker's time went and its slowest message.
+func printInsights(w io.Writer, pools []*pool.Pool) {
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "worker insights of the warm pools (pool.Stats):\n")
+	fmt.Fprintf(w, "%-6s %6s %9s %7s %11s %11s %8s  %s\n", "procs", "worker", "start-up", "tasks", "working", "waiting", "restarts", "slowest message")
+	for _, p := range pools {
+		stats := p.Stats()
+		for _, s := range stats {
+			slow := "-"
+			if len(s.Slowest) > 0 {
+				t := s.Slowest[0]
+				slow = fmt.Sprintf("%s (tasks %d..%d)", fmtDur(t.Took), t.Index, t.Index+t.Tasks-1)
+			}
+			fmt.Fprintf(w, "%-6d %6d %9s %7d %11s %11s %8d  %s\n", len(stats), s.Worker, fmtDur(s.StartUp), s.Tasks,
+				fmtDur(s.Busy), fmtDur(s.Idle), s.Restarts, slow)
+		}
+	}
 }
 
 func samePoints(a, b []kde.Point) bool {
