@@ -220,6 +220,18 @@ type itemResult[R any] struct {
 	err error
 }
 
+// reindex gives a batch's item error the item's index in the whole
+// sequence. Each item's error is its own value: it is changed in place.
+func reindex(err error, i int) error {
+	switch e := err.(type) {
+	case *TaskError:
+		e.Index = i
+	case *WorkerError:
+		e.Index = i
+	}
+	return err
+}
+
 // imapChunk is Imap's chunk when no ChunkSize is set: small enough that
 // results stream, large enough that tiny tasks do not pay a message each.
 const imapChunk = 16
@@ -288,7 +300,7 @@ func imap[A, R any](ctx context.Context, p *Pool, f Func[A, R], args iter.Seq[A]
 			out := make([]R, len(index))
 			c := newCall(f.e, cc, enc)
 			c.dec = func(i int, b []byte) error { return resc.Decode(b, &out[i]) }
-			c.each = func(i int, err error) { ch <- itemResult[R]{i: index[i], v: out[i], err: err} }
+			c.each = func(i int, err error) { ch <- itemResult[R]{i: index[i], v: out[i], err: reindex(err, index[i])} }
 			c.ended = func(err error) {
 				select {
 				case failed <- err:

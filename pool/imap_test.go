@@ -2,6 +2,7 @@ package pool
 
 import (
 	"context"
+	"errors"
 	"runtime"
 	"testing"
 )
@@ -60,5 +61,32 @@ func TestImapLazyInput(t *testing.T) {
 			t.Fatalf("ordered=%v: heap grew by %d KiB over the iteration, want it small", ordered, grew>>10)
 		}
 		t.Logf("ordered=%v: pulled %d of %d items for %d results", ordered, pulled, total, got)
+	}
+}
+
+// An item's error names its index in the whole input, not in its batch.
+func TestImapErrorIndex(t *testing.T) {
+	p := mustPool(t, &Config{Workers: 2, NoPin: true})
+	const n = 500
+	gen := func(yield func(int) bool) {
+		for i := range n {
+			if !yield(i) {
+				return
+			}
+		}
+	}
+	i := 0
+	for v, err := range Imap(context.Background(), p, failOdd, gen) {
+		var te *TaskError
+		switch {
+		case i%2 == 0 && (err != nil || v != i):
+			t.Fatalf("item %d = %d, %v; want %d", i, v, err, i)
+		case i%2 == 1 && (!errors.As(err, &te) || te.Index != i):
+			t.Fatalf("item %d = %v, want a *TaskError with Index %d", i, err, i)
+		}
+		i++
+	}
+	if i != n {
+		t.Fatalf("Imap yielded %d items, want %d", i, n)
 	}
 }
