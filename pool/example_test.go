@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -271,4 +273,37 @@ func ExamplePool_Stats() {
 	// Output:
 	// tasks: 6 restarts: 0 started: true
 	// 3 messages timed; the slowest: example.cube 2 tasks
+}
+
+// flaky's worker dies the first time it runs a task (it finds no marker
+// file): a crash, an OOM kill. Its tasks may run twice, so it says so.
+var flaky = pool.Register("example.flaky", func(marker string) (string, error) {
+	if _, err := os.Stat(marker); err != nil {
+		os.WriteFile(marker, nil, 0o600)
+		os.Exit(1) // the worker dies mid-task
+	}
+	return "ran again on a new worker", nil
+}, pool.Idempotent())
+
+// A task whose worker died is run again only if its function is
+// Idempotent, up to Config.Retries times; otherwise it fails with a
+// *WorkerError, as in Python.
+func ExampleIdempotent() {
+	p, err := pool.New(&pool.Config{Workers: 1, Retries: 1})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer p.Close()
+	dir, err := os.MkdirTemp("", "flaky")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer os.RemoveAll(dir)
+	fmt.Println(pool.Apply(context.Background(), p, flaky, filepath.Join(dir, "marker")))
+	fmt.Println("restarts:", p.Stats()[0].Restarts)
+	// Output:
+	// ran again on a new worker <nil>
+	// restarts: 1
 }

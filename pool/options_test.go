@@ -56,11 +56,19 @@ func TestCallOptions(t *testing.T) {
 		}
 	})
 	t.Run("a per-call chunk size", func(t *testing.T) {
-		// Each chunk of 3 is one message: with MaxTasksPerWorker unset the
-		// pid stays, so count the messages through the worker's tasks.
+		p := mustPool(t, &Config{Workers: 1, NoPin: true, ChunkSize: 100})
 		out, err := Map(ctx, p, cube, []int{1, 2, 3, 4, 5, 6, 7}, ChunkSize(3))
 		if err != nil || len(out) != 7 || out[6] != 343 {
 			t.Fatalf("Map(ChunkSize(3)) = %v, %v", out, err)
+		}
+		// The worker timed each message: 3, 3 and 1 tasks.
+		var sizes []int
+		for _, m := range p.Stats()[0].Slowest {
+			sizes = append(sizes, m.Tasks)
+		}
+		slices.Sort(sizes)
+		if want := []int{1, 3, 3}; !slices.Equal(sizes, want) {
+			t.Fatalf("message sizes %v, want %v", sizes, want)
 		}
 	})
 }
