@@ -158,6 +158,10 @@ type chunk struct {
 	seq      uint64    // the link's send count for its message, once sent
 	sent     bool      // its message went into the link
 	started  time.Time // when it became its worker's running chunk
+	// cancelAt is when its time ran out and its RegisterCtx tasks were
+	// asked to stop (guarded by p.mu): what it reports from then on is a
+	// timeout.
+	cancelAt time.Time
 }
 
 // encoded holds the encoded arguments of a call back to back. Encoding at

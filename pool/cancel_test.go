@@ -109,3 +109,28 @@ func TestCancelReachesRunningTask(t *testing.T) {
 		waitSeen(t, seen, 0, 1, 2*time.Second)
 	})
 }
+
+// A RegisterCtx task whose time is up sees its context cancelled and, if it
+// returns, keeps its worker: the task fails with ErrTaskTimeout, no kill.
+func TestTaskTimeoutCancelsContextFirst(t *testing.T) {
+	p := mustPool(t, &Config{Workers: 1, NoPin: true})
+	pid := p.Stats()[0].Pid
+	seen := mustSeen(t, 1)
+	start := time.Now()
+	_, err := Apply(context.Background(), p, waitCtx, cancelArg{Seen: seen, D: time.Minute}, TaskTimeout(100*time.Millisecond))
+	if !errors.Is(err, ErrTaskTimeout) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("Apply = %v, want ErrTaskTimeout with the task's context.Canceled", err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("timeout reported after %v, want about 100ms", took)
+	}
+	waitSeen(t, seen, 0, 1, time.Second)
+	if s := p.Stats()[0]; s.Pid != pid || s.Restarts != 0 {
+		t.Fatalf("worker pid %d (was %d), %d restarts: want the same worker, not killed", s.Pid, pid, s.Restarts)
+	}
+	// A task that ignores its context is killed after the grace period.
+	_, err = Apply(context.Background(), p, sleep, time.Minute, TaskTimeout(50*time.Millisecond))
+	if !errors.Is(err, ErrTaskTimeout) {
+		t.Fatalf("Apply(sleep) = %v, want ErrTaskTimeout", err)
+	}
+}

@@ -33,7 +33,9 @@ type Config struct {
 	Initializer Func[struct{}, struct{}]
 
 	// TaskTimeout kills and replaces a worker whose task runs longer; the
-	// task fails with ErrTaskTimeout and is not retried. With a
+	// task fails with ErrTaskTimeout and is not retried. A RegisterCtx
+	// task is asked first: its context is cancelled, and its worker is
+	// killed only if the task has not returned 100 ms later. With a
 	// timeout, Map sends one task per message unless ChunkSize is set, in
 	// which case a chunk of k tasks may run k×TaskTimeout. Zero means no
 	// limit; negative is an error. The TaskTimeout call option overrides it.

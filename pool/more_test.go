@@ -239,7 +239,7 @@ func FuzzResultMessage(f *testing.F) {
 		c.each = func(i int, err error) { got = append(got, i) }
 		w := &slot{p: &core{}}
 		ch := &chunk{c: c, args: c.args, lo: 0, hi: n}
-		rest, ok := w.deliver(ch, c, h, body, workerID{Pid: 1})
+		rest, ok := w.deliver(ch, c, false, h, body, workerID{Pid: 1})
 		for k, i := range got {
 			if i != k {
 				t.Fatalf("delivered items %v, want 0, 1, ... in order", got)

@@ -117,12 +117,19 @@ func start(cfg Config, place []Placement, b backend) (*core, error) {
 	return p, nil
 }
 
+// timeoutGrace is how long a RegisterCtx task whose time is up has, once
+// its context is cancelled, to return before its worker is killed.
+const timeoutGrace = 100 * time.Millisecond
+
 // watchTimeouts kills workers whose running chunk overran its call's task
-// timeout. It starts with the first call that has one.
+// timeout. A chunk of a RegisterCtx function is first asked to stop (its
+// context is cancelled through the abort flag) and killed only if it is
+// still running timeoutGrace later. It starts with the first call that
+// has a timeout.
 func (p *core) watchTimeouts() {
 	tick := 5 * time.Millisecond
 	if p.cfg.TaskTimeout > 0 {
-		tick = max(p.cfg.TaskTimeout/8, tick)
+		tick = min(max(p.cfg.TaskTimeout/8, tick), timeoutGrace/4)
 	}
 	t := time.NewTicker(tick)
 	defer t.Stop()
@@ -140,7 +147,15 @@ func (p *core) watchTimeouts() {
 			}
 			ch := w.inflight[0]
 			limit := ch.c.cfg.timeout * time.Duration(ch.hi-ch.lo)
-			if limit > 0 && !ch.started.IsZero() && now.Sub(ch.started) > limit {
+			if limit <= 0 || ch.started.IsZero() || now.Sub(ch.started) <= limit {
+				continue
+			}
+			switch {
+			case ch.c.e.ctx && ch.sent && ch.cancelAt.IsZero() && w.l != nil:
+				ch.cancelAt = now
+				w.l.abort(ch.seq, ch.job)
+			case !ch.cancelAt.IsZero() && now.Sub(ch.cancelAt) < timeoutGrace:
+			default:
 				w.timedOut = ch
 				w.proc.kill()
 			}

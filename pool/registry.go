@@ -94,10 +94,12 @@ func Register[A, R any](name string, fn func(A) (R, error), opts ...RegisterOpti
 // RegisterCtx is Register for a function that takes a context first. In
 // the worker that context is cancelled when the task's call ends early:
 // the caller's context ends (ApplyAsync, MapAsync, Imap), Result.Cancel
-// runs, or another task fails a fail-fast call. It is seen within about a
-// millisecond (a watcher polls the parent's abort flag while such a task
-// runs). Cancellation is cooperative: a task that ignores it runs on, and
-// only Config.TaskTimeout or Terminate kill its worker.
+// runs, another task fails a fail-fast call, or the task's time is up
+// (Config.TaskTimeout, then its worker is killed 100 ms later unless it
+// returned). It is seen within about a millisecond (a watcher polls the
+// parent's abort flag while such a task runs). Cancellation is
+// cooperative: a task that ignores it runs on; Terminate kills workers at
+// once.
 func RegisterCtx[A, R any](name string, fn func(context.Context, A) (R, error), opts ...RegisterOption) Func[A, R] {
 	if fn == nil {
 		panic("pool: RegisterCtx needs a name and a function")

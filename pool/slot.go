@@ -274,9 +274,10 @@ func (w *slot) collect(l link) {
 		p.mu.Lock()
 		var ch *chunk
 		var c *call
+		timedOut := false
 		for i, x := range w.inflight {
 			if x.job == h.job {
-				ch, c = x, x.c
+				ch, c, timedOut = x, x.c, !x.cancelAt.IsZero()
 				if !partial {
 					w.inflight = slices.Delete(w.inflight, i, i+1) // clears the tail: no stale pointer keeps a finished call
 				}
@@ -299,7 +300,7 @@ func (w *slot) collect(l link) {
 		}
 		w.tasks.Add(int64(h.count))
 		w.busy.Add(int64(h.extra))
-		rest, ok := w.deliver(ch, c, h, body, id)
+		rest, ok := w.deliver(ch, c, timedOut, h, body, id)
 		switch {
 		case !ok:
 			// Items missing or malformed without a reason: a broken peer.
@@ -331,8 +332,10 @@ func (w *slot) collect(l link) {
 // deliver hands a result message's items to their call. It returns the
 // items of the chunk still to come, if any (ch itself, advanced), and ok
 // false if the message is malformed or short without a reason.
-// c is ch's call, read under p.mu.
-func (w *slot) deliver(ch *chunk, c *call, h msgHeader, body []byte, id workerID) (rest *chunk, ok bool) {
+// c is ch's call, read under p.mu; timedOut says its time ran out and its
+// tasks were asked to stop: their failures, and the items they skipped,
+// are timeouts.
+func (w *slot) deliver(ch *chunk, c *call, timedOut bool, h msgHeader, body []byte, id workerID) (rest *chunk, ok bool) {
 	want := ch.hi - ch.lo
 	if h.count > want {
 		return ch, false
@@ -360,7 +363,11 @@ func (w *slot) deliver(ch *chunk, c *call, h msgHeader, body []byte, id workerID
 			c.item(i, nil)
 			continue
 		}
-		c.item(i, itemError(st, item, c.e.name, i, id))
+		err = itemError(st, item, c.e.name, i, id)
+		if te, isTE := err.(*TaskError); isTE && timedOut {
+			te.Err = fmt.Errorf("%w; the task stopped with: %w", ErrTaskTimeout, te.Err)
+		}
+		c.item(i, err)
 	}
 	ch.lo += n // ch is the collector's: it is out of inflight, or partial
 	complete := n == h.count
@@ -375,6 +382,12 @@ func (w *slot) deliver(ch *chunk, c *call, h msgHeader, body []byte, id workerID
 	case h.flags&flagAborted != 0:
 		if c.finished.Load() {
 			return nil, true // the rest was skipped for a finished call
+		}
+		if timedOut {
+			for i := ch.lo; i < ch.hi; i++ {
+				c.item(i, &TaskError{Func: c.e.name, Index: i, Pid: id.Pid, Node: id.Node, Err: ErrTaskTimeout})
+			}
+			return nil, true // skipped because the chunk's time ran out
 		}
 		return ch, false // an abort nobody asked for
 	case h.flags&flagRetire != 0:
