@@ -54,9 +54,11 @@
 // then it runs again up to Config.Retries times (zero by default). A task
 // the dead worker had not begun is run elsewhere at no cost to its
 // retries. Per call, the ChunkSize, TaskTimeout, Retries and Progress
-// options override the Config. Config.TaskTimeout kills and replaces a runaway worker. A call
-// that fails (Map stops at its first error) or is cancelled stops costing
-// CPU: its items not yet begun are dropped, in the workers too. If no
+// options override the Config. Config.TaskTimeout kills and replaces a
+// runaway worker (a RegisterCtx task is asked to stop first). A call that
+// fails (Map stops at its first error) or is cancelled stops costing CPU:
+// its items not yet begun are dropped, in the workers too, and its running
+// RegisterCtx tasks see their context cancelled. If no
 // worker can be started any more (its Initializer keeps failing, say),
 // every pending and later call fails with an error wrapping the last
 // start-up failure, and Close returns it. Workers die with their parent
