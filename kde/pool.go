@@ -47,8 +47,8 @@ func ShareSamples(samples []float64) (*shm.Array[float64], error) {
 // one task per width (the pool batches them), reading samples in place from
 // shared memory. The result is bit-identical to Sweep's. It returns the
 // pool's *pool.TaskError or *pool.WorkerError if a worker fails, and ctx's
-// error if ctx ends first.
-func SweepPool(ctx context.Context, p *pool.Pool, samples *shm.Array[float64], x, widths []float64, k Kernel) ([]Point, error) {
+// error if ctx ends first. opts go to the pool.Map call (pool.Progress, say).
+func SweepPool(ctx context.Context, p *pool.Pool, samples *shm.Array[float64], x, widths []float64, k Kernel, opts ...pool.CallOption) ([]Point, error) {
 	if samples == nil {
 		return nil, fmt.Errorf("sweep: %w", ErrNoSamples)
 	}
@@ -59,7 +59,7 @@ func SweepPool(ctx context.Context, p *pool.Pool, samples *shm.Array[float64], x
 	for i, h := range widths {
 		tasks[i] = widthTask{Samples: samples, X: x, H: h, Kernel: k}
 	}
-	out, err := pool.Map(ctx, p, estimateTask, tasks)
+	out, err := pool.Map(ctx, p, estimateTask, tasks, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("sweep: %w", err)
 	}
@@ -70,8 +70,8 @@ func SweepPool(ctx context.Context, p *pool.Pool, samples *shm.Array[float64], x
 // SweepNewPool is the seed's multiprocess(): it starts a pool of workers
 // processes, shares the samples, runs SweepPool and closes the pool, all of
 // which the caller's timing includes. It returns the sweep, or the first
-// error of those steps.
-func SweepNewPool(ctx context.Context, workers int, samples, x, widths []float64, k Kernel) (out []Point, err error) {
+// error of those steps. opts go to SweepPool.
+func SweepNewPool(ctx context.Context, workers int, samples, x, widths []float64, k Kernel, opts ...pool.CallOption) (out []Point, err error) {
 	p, err := pool.New(&pool.Config{Workers: workers})
 	if err != nil {
 		return nil, err
@@ -86,5 +86,5 @@ func SweepNewPool(ctx context.Context, workers int, samples, x, widths []float64
 		return nil, err
 	}
 	defer shared.Close()
-	return SweepPool(ctx, p, shared, x, widths, k)
+	return SweepPool(ctx, p, shared, x, widths, k, opts...)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"iter"
+	"slices"
 
 	"github.com/mproc/mproc/internal/codec"
 )
@@ -17,8 +18,8 @@ type Result[T any] struct {
 }
 
 // Get waits until the result is ready or ctx ends. ctx bounds only this
-// wait: the task keeps running. A task failure is a *TaskError or
-// *WorkerError.
+// wait: the call goes on (the context given to ApplyAsync or MapAsync, or
+// Cancel, ends it). A task failure is a *TaskError or *WorkerError.
 func (r *Result[T]) Get(ctx context.Context) (T, error) {
 	var zero T
 	if r.err != nil {
@@ -36,6 +37,16 @@ func (r *Result[T]) Get(ctx context.Context) (T, error) {
 		return zero, err
 	}
 	return r.val(), nil
+}
+
+// Cancel ends the call unless it is ready: its tasks not yet begun are
+// dropped, the contexts of its running RegisterCtx tasks are cancelled,
+// and Get returns context.Canceled. It returns at once; calling it again,
+// or on a ready result, does nothing.
+func (r *Result[T]) Cancel() {
+	if r.c != nil {
+		r.c.cancel(context.Canceled)
+	}
 }
 
 // Ready reports whether Get would return without waiting.
@@ -69,9 +80,15 @@ func checkFunc(e *entry) error {
 }
 
 // ApplyAsync submits f(arg) and returns at once. arg is encoded before
-// ApplyAsync returns: the caller may change it afterwards.
-func ApplyAsync[A, R any](p *Pool, f Func[A, R], arg A) *Result[R] {
+// ApplyAsync returns: the caller may change it afterwards. When ctx ends
+// before the result is ready, the call ends as with Result.Cancel, and Get
+// returns ctx.Err().
+func ApplyAsync[A, R any](ctx context.Context, p *Pool, f Func[A, R], arg A, opts ...CallOption) *Result[R] {
 	if err := checkFunc(f.e); err != nil {
+		return &Result[R]{err: err}
+	}
+	cc, err := resolve(&p.core.cfg, opts)
+	if err != nil {
 		return &Result[R]{err: err}
 	}
 	argc, resc := codec.For[A](), codec.For[R]()
@@ -80,11 +97,14 @@ func ApplyAsync[A, R any](p *Pool, f Func[A, R], arg A) *Result[R] {
 		return &Result[R]{err: err}
 	}
 	var res R
-	c := newCall(f.e, args)
+	c := newCall(f.e, cc, args)
 	c.failFast = true
 	c.dec = func(_ int, b []byte) error { return resc.Decode(b, &res) }
 	r := &Result[R]{c: c, val: func() R { return res }}
-	r.err = p.core.submit(c, 1)
+	r.err = p.core.submit(c)
+	if r.err == nil {
+		c.watch(ctx)
+	}
 	return r
 }
 
@@ -93,13 +113,19 @@ func ApplyAsync[A, R any](p *Pool, f Func[A, R], arg A) *Result[R] {
 // returns (one that cannot be encoded fails the call at once): the caller
 // may reuse args afterwards. The first task to fail (in completion order)
 // fails the whole call; its tasks not yet started are dropped, in the
-// workers too.
-func MapAsync[A, R any](p *Pool, f Func[A, R], args []A) *Result[[]R] {
+// workers too, and its running RegisterCtx tasks see their context
+// cancelled. When ctx ends first, the call ends the same way, with
+// ctx.Err().
+func MapAsync[A, R any](ctx context.Context, p *Pool, f Func[A, R], args []A, opts ...CallOption) *Result[[]R] {
 	if err := checkFunc(f.e); err != nil {
 		return &Result[[]R]{err: err}
 	}
+	cc, err := resolve(&p.core.cfg, opts)
+	if err != nil {
+		return &Result[[]R]{err: err}
+	}
 	out := make([]R, len(args))
-	c, err := mapCall(f, args, out)
+	c, err := mapCall(f, cc, args, out)
 	if err != nil {
 		return &Result[[]R]{err: err}
 	}
@@ -109,38 +135,41 @@ func MapAsync[A, R any](p *Pool, f Func[A, R], args []A) *Result[[]R] {
 		c.cancel(nil)
 		return r
 	}
-	r.err = p.core.submit(c, p.core.chunkSize())
+	r.err = p.core.submit(c)
+	if r.err == nil {
+		c.watch(ctx)
+	}
 	return r
 }
 
-func mapCall[A, R any](f Func[A, R], args []A, out []R) (*call, error) {
+func mapCall[A, R any](f Func[A, R], cc callConfig, args []A, out []R) (*call, error) {
 	argc, resc := codec.For[A](), codec.For[R]()
 	enc, err := encodeArgs(f.e, len(args), func(dst []byte, i int) ([]byte, error) { return argc.Append(dst, args[i]) })
 	if err != nil {
 		return nil, err
 	}
-	c := newCall(f.e, enc)
+	c := newCall(f.e, cc, enc)
 	c.dec = func(i int, b []byte) error { return resc.Decode(b, &out[i]) }
 	return c, nil
 }
 
 // Apply runs f(arg) in a worker and waits for its result. If ctx ends
 // first, Apply returns ctx.Err() and the task is dropped if it was not yet
-// handed to a worker; one already handed over (running, or queued in the
-// worker behind the running one) still runs and its result is discarded.
-func Apply[A, R any](ctx context.Context, p *Pool, f Func[A, R], arg A) (R, error) {
-	r := ApplyAsync(p, f, arg)
+// begun; a running RegisterCtx task sees its context cancelled, any other
+// runs on and its result is discarded.
+func Apply[A, R any](ctx context.Context, p *Pool, f Func[A, R], arg A, opts ...CallOption) (R, error) {
+	// wait cancels the call when ctx ends: no watch needed.
+	r := ApplyAsync(context.Background(), p, f, arg, opts...)
 	return wait(ctx, r)
 }
 
 // Map runs f over args in the workers, batching small tasks (see
 // Config.ChunkSize), and returns the results in the order of args. The
 // first failure to arrive is returned as a *TaskError or *WorkerError. If
-// ctx ends first, Map returns ctx.Err() at once and drops the tasks not yet
-// handed to a worker (each worker holds at most two messages: the running
-// one and the next).
-func Map[A, R any](ctx context.Context, p *Pool, f Func[A, R], args []A) ([]R, error) {
-	return wait(ctx, MapAsync(p, f, args))
+// ctx ends first, Map returns ctx.Err() at once, drops the tasks not yet
+// begun and cancels the context of its running RegisterCtx tasks.
+func Map[A, R any](ctx context.Context, p *Pool, f Func[A, R], args []A, opts ...CallOption) ([]R, error) {
+	return wait(ctx, MapAsync(context.Background(), p, f, args, opts...))
 }
 
 func wait[T any](ctx context.Context, r *Result[T]) (T, error) {
@@ -151,92 +180,177 @@ func wait[T any](ctx context.Context, r *Result[T]) (T, error) {
 	return v, err
 }
 
+// Indexed is one result of ImapUnordered: the value of the task at Index
+// in the input sequence.
+type Indexed[R any] struct {
+	Index int
+	Value R
+}
+
+// Imap runs f over the items of args, pulled lazily, and yields each
+// result in the order of args as soon as it and all before it are done,
+// as Python's Pool.imap. It pulls from args only as results are consumed:
+// at most 4×Workers chunks of items (a chunk is the ChunkSize option or
+// Config.ChunkSize, else 16 items) are pulled and not yet yielded, so a
+// generator of millions of items never materialises. Pass a slice as
+// slices.Values(xs). A failed task, or an item that cannot be encoded,
+// yields that item's error and the sequence goes on. Breaking out of the
+// loop, or ctx ending, ends the call: its tasks not yet begun are dropped
+// and its running RegisterCtx tasks see their context cancelled. If the
+// whole call fails (Terminate, no worker left), the sequence yields that
+// error and ends. args is only ever used from the goroutine ranging over
+// the result.
+func Imap[A, R any](ctx context.Context, p *Pool, f Func[A, R], args iter.Seq[A], opts ...CallOption) iter.Seq2[R, error] {
+	return func(yield func(R, error) bool) {
+		imap(ctx, p, f, args, true, opts, func(_ int, v R, err error) bool { return yield(v, err) })
+	}
+}
+
+// ImapUnordered is Imap yielding results in the order they finish, each
+// with its index in args. A failure of the whole call has Index -1.
+func ImapUnordered[A, R any](ctx context.Context, p *Pool, f Func[A, R], args iter.Seq[A], opts ...CallOption) iter.Seq2[Indexed[R], error] {
+	return func(yield func(Indexed[R], error) bool) {
+		imap(ctx, p, f, args, false, opts, func(i int, v R, err error) bool { return yield(Indexed[R]{Index: i, Value: v}, err) })
+	}
+}
+
 type itemResult[R any] struct {
 	i   int
 	v   R
 	err error
 }
 
-// Imap runs f over args like Map but yields each result, in the order of
-// args, as soon as it and all before it are done. A failed task yields its
-// error and the sequence goes on. Breaking out of the loop, or ctx ending,
-// drops the tasks not yet handed to a worker. If the whole call fails (an
-// argument that cannot be encoded, Terminate, no worker left), the
-// sequence yields that error and ends.
-func Imap[A, R any](ctx context.Context, p *Pool, f Func[A, R], args []A) iter.Seq2[R, error] {
-	return imap(ctx, p, f, args, true)
+// reindex gives a batch's item error the item's index in the whole
+// sequence. Each item's error is its own value: it is changed in place.
+func reindex(err error, i int) error {
+	switch e := err.(type) {
+	case *TaskError:
+		e.Index = i
+	case *WorkerError:
+		e.Index = i
+	}
+	return err
 }
 
-// ImapUnordered is Imap yielding results in the order they finish.
-func ImapUnordered[A, R any](ctx context.Context, p *Pool, f Func[A, R], args []A) iter.Seq2[R, error] {
-	return imap(ctx, p, f, args, false)
-}
+// imapChunk is Imap's chunk when no ChunkSize is set: small enough that
+// results stream, large enough that tiny tasks do not pay a message each.
+const imapChunk = 16
 
-func imap[A, R any](ctx context.Context, p *Pool, f Func[A, R], args []A, ordered bool) iter.Seq2[R, error] {
-	return func(yield func(R, error) bool) {
-		var zero R
-		if err := checkFunc(f.e); err != nil {
-			yield(zero, err)
-			return
+// imap runs an Imap call: it pulls batches of a chunk per worker from
+// args, each batch one call (split into chunks as Map splits), while
+// fewer than 4 batches' items are pulled and not yet yielded.
+func imap[A, R any](ctx context.Context, p *Pool, f Func[A, R], args iter.Seq[A], ordered bool, opts []CallOption, yield func(int, R, error) bool) {
+	var zero R
+	if err := checkFunc(f.e); err != nil {
+		yield(-1, zero, err)
+		return
+	}
+	cc, err := resolve(&p.core.cfg, opts)
+	if err != nil {
+		yield(-1, zero, err)
+		return
+	}
+	chunk := cc.chunkSize()
+	if chunk == 0 {
+		chunk = imapChunk
+	}
+	progress := cc.progress
+	cc.progress = nil // counted here, across the batches' calls
+	batch := chunk * len(p.core.slots)
+	bound := 4 * batch
+	// Every item pulled sends one result here, and at most bound items are
+	// pulled and not yet yielded: the collectors never block on it.
+	ch := make(chan itemResult[R], bound)
+	failed := make(chan error, 1) // a batch's call ended without its items
+	var live []*call
+	defer func() {
+		for _, c := range live {
+			c.cancel(context.Canceled)
 		}
-		if len(args) == 0 {
-			return
-		}
-		out := make([]R, len(args))
-		ch := make(chan itemResult[R], len(args))
-		c, err := mapCall(f, args, out)
-		if err != nil {
-			yield(zero, err)
-			return
-		}
-		c.each = func(i int, err error) {
-			ch <- itemResult[R]{i: i, v: out[i], err: err}
-		}
-		if err := p.core.submit(c, p.core.chunkSize()); err != nil {
-			yield(zero, err)
-			return
-		}
-		defer c.cancel(context.Canceled)
-		var held map[int]itemResult[R]
-		if ordered {
-			held = make(map[int]itemResult[R])
-		}
-		next := 0
-		for got := 0; got < len(args); {
-			var r itemResult[R]
-			select {
-			case r = <-ch:
-			case <-c.done:
-				// Finished: every item delivered is already in ch; what
-				// is missing never comes (the call was cancelled).
-				select {
-				case r = <-ch:
-				default:
-					yield(zero, c.cancelled())
-					return
-				}
-			case <-ctx.Done():
-				yield(zero, ctx.Err())
-				return
-			}
-			got++
-			if !ordered {
-				if !yield(r.v, r.err) {
-					return
-				}
-				continue
-			}
-			held[r.i] = r
-			for {
-				h, ok := held[next]
+	}()
+	next, stop := iter.Pull(args)
+	defer stop()
+	argc, resc := codec.For[A](), codec.For[R]()
+	pulled, yielded, received, exhausted := 0, 0, 0, false
+	var held map[int]itemResult[R]
+	if ordered {
+		held = make(map[int]itemResult[R])
+	}
+	for {
+		for !exhausted && pulled-yielded+batch <= bound {
+			enc := &encoded{}
+			var index []int // the call's item i is args item index[i]
+			for len(index) < batch {
+				a, ok := next()
 				if !ok {
+					exhausted = true
 					break
 				}
-				delete(held, next)
-				next++
-				if !yield(h.v, h.err) {
-					return
+				i := pulled
+				pulled++
+				if err := enc.add(f.e, i, func(dst []byte) ([]byte, error) { return argc.Append(dst, a) }); err != nil {
+					ch <- itemResult[R]{i: i, err: err}
+					continue
 				}
+				index = append(index, i)
+			}
+			if len(index) == 0 {
+				continue
+			}
+			out := make([]R, len(index))
+			c := newCall(f.e, cc, enc)
+			c.dec = func(i int, b []byte) error { return resc.Decode(b, &out[i]) }
+			c.each = func(i int, err error) { ch <- itemResult[R]{i: index[i], v: out[i], err: reindex(err, index[i])} }
+			c.ended = func(err error) {
+				select {
+				case failed <- err:
+				default:
+				}
+			}
+			if err := p.core.submit(c); err != nil {
+				yield(-1, zero, err)
+				return
+			}
+			live = slices.DeleteFunc(live, func(c *call) bool { return c.finished.Load() })
+			live = append(live, c)
+		}
+		if exhausted && yielded == pulled {
+			return
+		}
+		var r itemResult[R]
+		select {
+		case r = <-ch:
+			if received++; progress != nil {
+				total := -1
+				if exhausted {
+					total = pulled
+				}
+				progress(received, total)
+			}
+		case err := <-failed:
+			yield(-1, zero, err)
+			return
+		case <-ctx.Done():
+			yield(-1, zero, ctx.Err())
+			return
+		}
+		if !ordered {
+			yielded++
+			if !yield(r.i, r.v, r.err) {
+				return
+			}
+			continue
+		}
+		held[r.i] = r
+		for {
+			h, ok := held[yielded]
+			if !ok {
+				break
+			}
+			delete(held, yielded)
+			yielded++
+			if !yield(h.i, h.v, h.err) {
+				return
 			}
 		}
 	}

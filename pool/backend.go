@@ -64,7 +64,7 @@ func (b *localBackend) start(slot int) (proc, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := setup{maxTasks: b.cfg.MaxTasksPerWorker, initializer: b.cfg.Initializer, transport: spec}
+	s := setup{maxTasks: b.cfg.MaxTasksPerWorker, initializer: b.cfg.Initializer.Name(), transport: spec}
 	c, err := spawnChild(s, b.place[slot].CPU, l)
 	if err != nil {
 		return nil, errors.Join(err, l.close())

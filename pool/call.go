@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"iter"
@@ -15,6 +16,7 @@ import (
 // arguments encoded when the call is made.
 type call struct {
 	e    *entry
+	cfg  callConfig
 	n    int
 	args *encoded
 	dec  func(i int, b []byte) error // stores item i's result
@@ -22,6 +24,9 @@ type call struct {
 	// collector goroutine, unless the call is already finished.
 	each     func(i int, err error)
 	failFast bool
+	// ended, if set, runs once when cancel finishes the call, with the
+	// reason: its missing items will never come.
+	ended func(error)
 	// onFinish, set by submit, runs once when the call finishes early
 	// (failed or cancelled) so workers stop running its items.
 	onFinish func(*call)
@@ -33,11 +38,28 @@ type call struct {
 	reason    error // what cancel finished the call with, if it did
 	finished  atomic.Bool
 	done      chan struct{}
+	unwatch   func() bool // stops the caller's context watch, if any
 }
 
-func newCall(e *entry, args *encoded) *call {
+// watch cancels the call when ctx ends first.
+func (c *call) watch(ctx context.Context) {
+	if ctx.Done() == nil {
+		return // never ends: nothing to watch
+	}
+	stop := context.AfterFunc(ctx, func() { c.cancel(context.Cause(ctx)) })
+	c.mu.Lock()
+	if c.finished.Load() {
+		c.mu.Unlock()
+		stop()
+		return
+	}
+	c.unwatch = stop
+	c.mu.Unlock()
+}
+
+func newCall(e *entry, cfg callConfig, args *encoded) *call {
 	n := args.len()
-	return &call{e: e, n: n, args: args, remaining: n, errIndex: -1, done: make(chan struct{})}
+	return &call{e: e, cfg: cfg, n: n, args: args, remaining: n, errIndex: -1, done: make(chan struct{})}
 }
 
 // item records that item i finished with err.
@@ -53,6 +75,9 @@ func (c *call) item(i int, err error) {
 		c.err, c.errIndex = err, i
 	}
 	c.remaining--
+	if c.cfg.progress != nil {
+		c.cfg.progress(c.n-c.remaining, c.n) // under mu: one call at a time, done rising
+	}
 	early := c.remaining > 0 && err != nil && c.failFast
 	finished := (c.remaining == 0 || early) && c.finishLocked()
 	c.mu.Unlock()
@@ -75,6 +100,9 @@ func (c *call) cancel(err error) {
 	c.mu.Unlock()
 	if finished && c.onFinish != nil {
 		c.onFinish(c)
+	}
+	if finished && c.ended != nil {
+		c.ended(err)
 	}
 }
 
@@ -101,13 +129,28 @@ func (c *call) finishLocked() bool {
 	// The arguments are not needed any more, and the caller must not see
 	// them kept alive by a pool that outlives the call.
 	c.args = nil
+	if c.unwatch != nil {
+		c.unwatch() // does not wait for the watch: it may be what finishes c
+		c.unwatch = nil
+	}
 	close(c.done)
 	return true
 }
 
+// ghost returns a finished call that stands in for c in its chunks still
+// running after c finished early: it names the same function and settings
+// for errors and timeouts but holds none of c's arguments or results.
+func (c *call) ghost() *call {
+	g := &call{e: c.e, cfg: c.cfg, n: c.n, errIndex: -1, reason: c.reason, done: make(chan struct{})}
+	g.cfg.progress = nil
+	g.finished.Store(true)
+	close(g.done)
+	return g
+}
+
 // chunk is items lo..hi-1 of a call, sent as one task message.
 type chunk struct {
-	c        *call
+	c        *call    // guarded by p.mu once sent: abortCall swaps in a ghost
 	args     *encoded // c.args when the chunk was made: c.args is dropped when c finishes
 	lo, hi   int
 	attempts int       // times a worker died running it
@@ -115,6 +158,10 @@ type chunk struct {
 	seq      uint64    // the link's send count for its message, once sent
 	sent     bool      // its message went into the link
 	started  time.Time // when it became its worker's running chunk
+	// cancelAt is when its time ran out and its RegisterCtx tasks were
+	// asked to stop (guarded by p.mu): what it reports from then on is a
+	// timeout.
+	cancelAt time.Time
 }
 
 // encoded holds the encoded arguments of a call back to back. Encoding at
@@ -161,20 +208,32 @@ func (a *encoded) fit(lo, k, limit int) int {
 // encode, or encodes to more than maxValue bytes, fails the whole call: a
 // *TaskError with the item's index.
 func encodeArgs(e *entry, n int, enc func(dst []byte, i int) ([]byte, error)) (*encoded, error) {
-	a := &encoded{ends: make([]int, n)}
+	a := &encoded{ends: make([]int, 0, n)}
 	for i := range n {
-		start := len(a.buf)
-		var err error
-		a.buf, err = enc(a.buf, i)
-		if size := len(a.buf) - start; errors.Is(err, codec.ErrTooLarge) || size > maxValue {
-			return nil, &TaskError{Func: e.name, Index: i, Err: fmt.Errorf("%w: the argument encodes to more than the %d-byte limit; pass bulk data in an shm.Array", ErrTooLarge, maxValue)}
+		if err := a.add(e, i, func(dst []byte) ([]byte, error) { return enc(dst, i) }); err != nil {
+			return nil, err
 		}
-		if err != nil {
-			return nil, &TaskError{Func: e.name, Index: i, Err: fmt.Errorf("encode argument: %w", err)}
-		}
-		a.ends[i] = len(a.buf)
 	}
 	return a, nil
+}
+
+// add appends one argument, item index of its call, encoded by enc. An
+// argument that fails to encode, or encodes to more than maxValue bytes,
+// is not added: the error is a *TaskError with the index.
+func (a *encoded) add(e *entry, index int, enc func(dst []byte) ([]byte, error)) error {
+	start := len(a.buf)
+	buf, err := enc(a.buf)
+	if size := len(buf) - start; errors.Is(err, codec.ErrTooLarge) || size > maxValue {
+		a.buf = buf[:start]
+		return &TaskError{Func: e.name, Index: index, Err: fmt.Errorf("%w: the argument encodes to more than the %d-byte limit; pass bulk data in an shm.Array", ErrTooLarge, maxValue)}
+	}
+	if err != nil {
+		a.buf = buf[:start]
+		return &TaskError{Func: e.name, Index: index, Err: fmt.Errorf("encode argument: %w", err)}
+	}
+	a.buf = buf
+	a.ends = append(a.ends, len(a.buf))
+	return nil
 }
 
 // maxChunk bounds every chunk's item count. The wire format's item count is

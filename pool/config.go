@@ -24,23 +24,31 @@ type Config struct {
 	NoPin bool
 
 	// MaxTasksPerWorker replaces a worker after it has run this many tasks
-	// (Python's maxtasksperchild). Zero means never.
+	// (Python's maxtasksperchild). Zero means never; negative is an error.
 	MaxTasksPerWorker int
 
-	// Initializer names a registered function that every worker runs once,
-	// with the zero value of its argument, before its first task. An error
-	// or panic there fails New. Empty means none.
-	Initializer string
+	// Initializer is a registered function that every worker runs once
+	// before its first task (Python's initializer). An error or panic there
+	// fails New. The zero Func means none.
+	Initializer Func[struct{}, struct{}]
 
 	// TaskTimeout kills and replaces a worker whose task runs longer; the
-	// task fails with ErrTaskTimeout and is not retried. With a timeout,
-	// Map sends one task per message unless ChunkSize is set, in which
-	// case a chunk of k tasks may run k×TaskTimeout. Zero means no limit.
+	// task fails with ErrTaskTimeout and is not retried. A RegisterCtx
+	// task is asked first: its context is cancelled, and its worker is
+	// killed only if the task has not returned 100 ms later. With a
+	// timeout, Map sends one task per message unless ChunkSize is set, in
+	// which case a chunk of k tasks may run k×TaskTimeout. Zero means no
+	// limit; negative is an error. The TaskTimeout call option overrides it.
 	TaskTimeout time.Duration
 
-	// Retries is how many times a task whose worker died (killed, crashed)
-	// is run again on another worker before the caller gets a
-	// *WorkerError. Zero means 1; negative means never retry.
+	// Retries is how many times a task whose worker died (killed, crashed,
+	// out of memory) is run again on another worker before the caller gets
+	// a *WorkerError. Only tasks of functions registered with the
+	// Idempotent option are ever run again: any other task may have had
+	// effects before its worker died, so it fails at once, as in Python.
+	// Zero (the default) means never; negative is an error. A task the
+	// dead worker had not begun runs elsewhere whatever this says. The
+	// Retries call option overrides it.
 	Retries int
 
 	// ChunkSize is how many tasks of a Map, MapAsync or Imap call travel
@@ -50,6 +58,7 @@ type Config struct {
 	// task each and no worker is left with a long tail. Python's Pool.map
 	// uses a fixed len(args)/(4×Workers) instead; set it to get that.
 	// Chunks never hold more than 4096 tasks: a larger ChunkSize means 4096.
+	// Negative is an error. The ChunkSize call option overrides it.
 	ChunkSize int
 }
 
@@ -64,15 +73,29 @@ func (c *Config) withDefaults() (Config, error) {
 	if cfg.Workers == 0 {
 		cfg.Workers = cpus.DefaultWorkers()
 	}
-	if cfg.Retries == 0 {
-		cfg.Retries = 1
-	} else if cfg.Retries < 0 {
-		cfg.Retries = 0
-	}
-	if cfg.Initializer != "" && !registered(cfg.Initializer) {
-		return cfg, fmt.Errorf("pool: Config.Initializer: %w: %q", ErrUnknownFunc, cfg.Initializer)
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{
+		{"MaxTasksPerWorker", int64(cfg.MaxTasksPerWorker)},
+		{"TaskTimeout", int64(cfg.TaskTimeout)},
+		{"Retries", int64(cfg.Retries)},
+		{"ChunkSize", int64(cfg.ChunkSize)},
+	} {
+		if f.v < 0 {
+			return cfg, fmt.Errorf("pool: Config.%s is negative (%d): zero means %s", f.name, f.v, zeroMeans[f.name])
+		}
 	}
 	return cfg, nil
+}
+
+// zeroMeans says what a zero Config field means, for the errors that
+// reject negative ones.
+var zeroMeans = map[string]string{
+	"MaxTasksPerWorker": "never replace",
+	"TaskTimeout":       "no limit",
+	"Retries":           "never retry",
+	"ChunkSize":         "automatic",
 }
 
 // Placement says where a worker runs.
@@ -84,16 +107,33 @@ type Placement struct {
 	Thread  int // 0 for the core's first hardware thread, 1 for its SMT sibling, ...
 }
 
-// WorkerStats describes one worker slot. A slot keeps its index and CPU
-// across replacements.
+// WorkerStats describes one worker slot, as mpire's worker insights: where
+// its time went and which tasks were slowest. A slot keeps its index and
+// CPU across replacements; its counts and times add up over them.
 type WorkerStats struct {
 	Worker   int
 	Pid      int // current process; 0 while being replaced
 	CPU      int // -1 if not pinned
 	Tasks    int64
 	Busy     time.Duration // time spent running tasks, measured in the worker
+	Idle     time.Duration // time its processes were up and not running tasks: waiting for work
+	StartUp  time.Duration // how long its current (or last) process took to start and be ready
 	Restarts int           // replacements after deaths, timeouts, panics or MaxTasksPerWorker
+	// Slowest lists its slowest task messages so far, slowest first, at
+	// most 5. A message holds one task unless the call was chunked.
+	Slowest []TaskTime
 }
+
+// TaskTime is how long a worker took over one task message.
+type TaskTime struct {
+	Func  string        // the registered function
+	Index int           // index in its call of the message's first task
+	Tasks int           // tasks in the message
+	Took  time.Duration // measured in the worker
+}
+
+// slowest is how many task times WorkerStats.Slowest keeps.
+const slowest = 5
 
 func layout(cfg Config) ([]Placement, error) {
 	out := make([]Placement, cfg.Workers)

@@ -11,16 +11,19 @@ import (
 // messages yet a slow task holds back at most one message behind it.
 const depth = 2
 
-// submit queues a call, split into chunks of size items, or of guided
-// sizes when size is 0 (see chunkSizes).
-func (p *core) submit(c *call, size int) error {
+// submit queues a call, split into chunks of its chunk size, or of guided
+// sizes when that is 0 (see chunkSizes).
+func (p *core) submit(c *call) error {
 	c.onFinish = p.abortCall
+	if c.cfg.timeout > 0 {
+		p.watchOnce.Do(func() { go p.watchTimeouts() })
+	}
 	p.mu.Lock()
 	if err := p.closedErrLocked(); err != nil {
 		p.mu.Unlock()
 		return err
 	}
-	for lo, n := range chunkSizes(c.args, size, len(p.slots)) {
+	for lo, n := range chunkSizes(c.args, c.cfg.chunkSize(), len(p.slots)) {
 		p.pending = append(p.pending, &chunk{c: c, args: c.args, lo: lo, hi: lo + n})
 	}
 	p.mu.Unlock()
@@ -104,16 +107,27 @@ func (p *core) markSent(w *slot, ch *chunk) bool {
 
 // abortCall runs once when c finishes early (a failure with fail-fast, a
 // cancel, Terminate): its queued chunks are dropped and workers are asked
-// to skip the items of its messages they have not started.
+// to skip the items of its messages they have not started. Its chunks
+// still running in a worker are handed to a finished stand-in without
+// their arguments, so that nothing of the call (its results, its encoded
+// arguments) stays reachable from the pool once it returned.
 func (p *core) abortCall(c *call) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.pending = slices.DeleteFunc(p.pending, func(ch *chunk) bool { return ch.c == c })
+	var ghost *call
 	for _, w := range p.slots {
 		for _, ch := range w.inflight {
-			if ch.c == c && ch.sent && w.l != nil {
+			if ch.c != c || !ch.sent {
+				continue // an unsent one is dropped by markSent
+			}
+			if w.l != nil {
 				w.l.abort(ch.seq, ch.job)
 			}
+			if ghost == nil {
+				ghost = c.ghost()
+			}
+			ch.c, ch.args = ghost, nil
 		}
 	}
 }
@@ -190,16 +204,4 @@ func (p *core) accepting() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.state == stateOpen || (p.state == stateClosing && len(p.pending) > 0)
-}
-
-// chunkSize is the chunk size for a Map-like call: Config.ChunkSize, 1 with
-// a task timeout (so the timeout applies per task), else 0 for guided.
-func (p *core) chunkSize() int {
-	if p.cfg.ChunkSize > 0 {
-		return p.cfg.ChunkSize
-	}
-	if p.cfg.TaskTimeout > 0 {
-		return 1
-	}
-	return 0
 }

@@ -47,13 +47,18 @@
 //
 // A task's error comes back as a *TaskError (task index, worker pid; a
 // panic also carries the worker's stack, and that worker is replaced). A
-// worker killed mid-task is noticed within milliseconds, replaced, and its
-// task retried (Config.Retries); then the caller gets a *WorkerError naming
-// pid and signal (exit code 2 is a Go runtime crash in the worker). A task
+// worker killed mid-task is noticed within milliseconds and replaced, and
+// the caller gets a *WorkerError naming pid and signal (exit code 2 is a Go
+// runtime crash in the worker). As in Python, a task that began is never
+// run twice unless its function was registered with the Idempotent option:
+// then it runs again up to Config.Retries times (zero by default). A task
 // the dead worker had not begun is run elsewhere at no cost to its
-// retries. Config.TaskTimeout kills and replaces a runaway worker. A call
-// that fails (Map stops at its first error) or is cancelled stops costing
-// CPU: its items not yet begun are dropped, in the workers too. If no
+// retries. Per call, the ChunkSize, TaskTimeout, Retries and Progress
+// options override the Config. Config.TaskTimeout kills and replaces a
+// runaway worker (a RegisterCtx task is asked to stop first). A call that
+// fails (Map stops at its first error) or is cancelled stops costing CPU:
+// its items not yet begun are dropped, in the workers too, and its running
+// RegisterCtx tasks see their context cancelled. If no
 // worker can be started any more (its Initializer keeps failing, say),
 // every pending and later call fails with an error wrapping the last
 // start-up failure, and Close returns it. Workers die with their parent
@@ -88,9 +93,14 @@
 //   - Linux only; elsewhere New and Start return an error wrapping
 //     errors.ErrUnsupported.
 //   - Arguments and results are copied through the codec: exported struct
-//     fields only, no channels or funcs; error values cross as their text.
-//   - A running task cannot be interrupted: a cancelled context drops the
-//     tasks not yet begun, and a task timeout kills the worker.
+//     fields only, no channels or funcs. A task's error crosses as its
+//     text unless its sentinel or type was registered (RegisterError,
+//     RegisterErrorType): then errors.Is and errors.As work on it.
+//   - A running task is interrupted only if it cooperates: a function
+//     registered with RegisterCtx sees its context cancelled (within about
+//     a millisecond) when its call ends early; any other runs to its end.
+//     A cancelled call drops its tasks not yet begun; a task timeout kills
+//     the worker.
 //   - Each worker holds up to two task messages; a cancelled call's
 //     messages are skipped when the running task returns.
 //   - A task must not keep slices of a shared array, or goroutines using

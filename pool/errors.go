@@ -53,14 +53,15 @@ var ErrClosed = os.ErrClosed
 // TaskError reports a task that failed in a worker: it returned an error,
 // panicked, timed out, or named a function the worker does not know.
 // Unwrap gives ErrPanic, ErrTaskTimeout, ErrUnknownFunc, ErrFuncMismatch or
-// the task's own error (rebuilt from its text: error types do not cross
-// processes).
+// the task's own error, rebuilt with its text: errors.Is and errors.As see
+// through it to the sentinels and types registered with RegisterError and
+// RegisterErrorType, and to nothing else.
 type TaskError struct {
 	Func  string // registered name of the function
 	Index int    // index of the task in its Map/Imap call (0 for Apply)
 	Pid   int    // pid of the worker that ran it (0 if none did)
 	Node  string // the machine of that worker; "" for this one
-	Stack string // the worker goroutine's stack when it panicked, else ""
+	Stack string // the worker goroutine's stack when it panicked; for a returned error, the function that returned it
 	Err   error
 }
 
@@ -70,7 +71,7 @@ func (e *TaskError) Error() string {
 		where = " in worker " + workerID{Node: e.Node, Pid: e.Pid}.String()
 	}
 	s := fmt.Sprintf("pool: task %d (%s)%s: %v", e.Index, e.Func, where, e.Err)
-	if e.Stack != "" {
+	if e.Stack != "" && errors.Is(e.Err, ErrPanic) {
 		s += "\n" + e.Stack
 	}
 	return s

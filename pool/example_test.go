@@ -2,8 +2,12 @@ package pool_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
+	"time"
 
 	"github.com/mproc/mproc/ipc"
 	"github.com/mproc/mproc/pool"
@@ -38,7 +42,7 @@ func ExampleApplyAsync() {
 	defer p.Close()
 	var results []*pool.Result[int]
 	for x := 1; x <= 6; x++ {
-		results = append(results, pool.ApplyAsync(p, cube, x))
+		results = append(results, pool.ApplyAsync(context.Background(), p, cube, x))
 	}
 	var output []int
 	for _, r := range results {
@@ -60,7 +64,7 @@ func ExampleImap() {
 		return
 	}
 	defer p.Close()
-	for v, err := range pool.Imap(context.Background(), p, cube, []int{3, 1, 2}) {
+	for v, err := range pool.Imap(context.Background(), p, cube, slices.Values([]int{3, 1, 2})) {
 		fmt.Println(v, err)
 	}
 	// Output:
@@ -114,4 +118,192 @@ func ExampleStart() {
 	slices.SortFunc(results, func(a, b tagged) int { return a.Pos - b.Pos })
 	fmt.Println(results)
 	// Output: [{0 item-0} {1 item-1} {2 item-2} {3 item-3}]
+}
+
+// ErrNotFound and *LimitError are this program's errors; registered at
+// package init, they keep their identity when a worker returns them.
+var ErrNotFound = errors.New("not found")
+
+type LimitError struct{ Limit int }
+
+func (e *LimitError) Error() string { return fmt.Sprintf("over the limit of %d", e.Limit) }
+
+func init() {
+	pool.RegisterError("example.notfound", ErrNotFound)
+	pool.RegisterErrorType[*LimitError]("example.limit")
+}
+
+var lookup = pool.Register("example.lookup", func(id int) (string, error) {
+	switch {
+	case id > 100:
+		return "", &LimitError{Limit: 100}
+	case id%2 == 1:
+		return "", fmt.Errorf("user %d: %w", id, ErrNotFound)
+	}
+	return fmt.Sprint("user-", id), nil
+})
+
+// Python re-raises a worker's exception with its type; here errors.Is and
+// errors.As see the worker's registered errors through the *TaskError.
+func ExampleRegisterError() {
+	p, err := pool.New(&pool.Config{Workers: 1})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer p.Close()
+	ctx := context.Background()
+	_, err = pool.Apply(ctx, p, lookup, 7)
+	var te *pool.TaskError
+	errors.As(err, &te) // te.Pid, te.Index, te.Func say where
+	fmt.Println(errors.Is(err, ErrNotFound), te.Err)
+	_, err = pool.Apply(ctx, p, lookup, 500)
+	var le *LimitError
+	fmt.Println(errors.As(err, &le), le.Limit)
+	// Output:
+	// true user 7: not found
+	// true 100
+}
+
+// waitOrCancel takes a context: the worker cancels it when the call ends
+// early.
+var waitOrCancel = pool.RegisterCtx("example.wait", func(ctx context.Context, d time.Duration) (string, error) {
+	select {
+	case <-ctx.Done():
+		return "", ctx.Err()
+	case <-time.After(d):
+		return "done", nil
+	}
+})
+
+// Cancelling a call reaches its running task: the hour-long task returns at
+// once, and the only worker is free for the next call.
+func ExampleResult_Cancel() {
+	p, err := pool.New(&pool.Config{Workers: 1})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer p.Close()
+	ctx := context.Background()
+	r := pool.ApplyAsync(ctx, p, waitOrCancel, time.Hour)
+	time.Sleep(10 * time.Millisecond) // let it start
+	r.Cancel()
+	_, err = r.Get(ctx)
+	fmt.Println(err)
+	fmt.Println(pool.Apply(ctx, p, waitOrCancel, time.Millisecond))
+	// Output:
+	// context canceled
+	// done <nil>
+}
+
+// Imap and ImapUnordered pull their input lazily, as Python's imap with a
+// buffersize: an endless generator is fine. ImapUnordered yields each
+// result with its index.
+func ExampleImapUnordered() {
+	p, err := pool.New(&pool.Config{Workers: 2})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer p.Close()
+	naturals := func(yield func(int) bool) {
+		for i := 0; ; i++ {
+			if !yield(i) {
+				return
+			}
+		}
+	}
+	cubes := make([]int, 5)
+	seen := 0
+	for r, err := range pool.ImapUnordered(context.Background(), p, cube, naturals) {
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		if r.Index < len(cubes) {
+			cubes[r.Index] = r.Value
+			seen++
+		}
+		if seen == len(cubes) {
+			break // ends the call: what is left is dropped
+		}
+	}
+	fmt.Println(cubes)
+	// Output: [0 1 8 27 64]
+}
+
+// A progress hook, as tqdm over Python's imap: called as tasks finish.
+func ExampleProgress() {
+	p, err := pool.New(&pool.Config{Workers: 2})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer p.Close()
+	report := pool.Progress(func(done, total int) {
+		if done == total {
+			fmt.Printf("%d/%d tasks\n", done, total)
+		}
+	})
+	out, err := pool.Map(context.Background(), p, cube, []int{1, 2, 3, 4, 5, 6}, report)
+	fmt.Println(out, err)
+	// Output:
+	// 6/6 tasks
+	// [1 8 27 64 125 216] <nil>
+}
+
+// Stats are mpire's worker insights: per worker, its start-up time, time
+// working and waiting, tasks run, restarts and slowest task messages.
+func ExamplePool_Stats() {
+	p, err := pool.New(&pool.Config{Workers: 1})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer p.Close()
+	if _, err := pool.Map(context.Background(), p, cube, []int{1, 2, 3, 4, 5, 6}, pool.ChunkSize(2)); err != nil {
+		fmt.Println(err)
+		return
+	}
+	s := p.Stats()[0]
+	fmt.Println("tasks:", s.Tasks, "restarts:", s.Restarts, "started:", s.StartUp > 0)
+	slow := s.Slowest[0] // of the three messages; Index and Took say which and how long
+	fmt.Println(len(s.Slowest), "messages timed; the slowest:", slow.Func, slow.Tasks, "tasks")
+	// Output:
+	// tasks: 6 restarts: 0 started: true
+	// 3 messages timed; the slowest: example.cube 2 tasks
+}
+
+// flaky's worker dies the first time it runs a task (it finds no marker
+// file): a crash, an OOM kill. Its tasks may run twice, so it says so.
+var flaky = pool.Register("example.flaky", func(marker string) (string, error) {
+	if _, err := os.Stat(marker); err != nil {
+		os.WriteFile(marker, nil, 0o600)
+		os.Exit(1) // the worker dies mid-task
+	}
+	return "ran again on a new worker", nil
+}, pool.Idempotent())
+
+// A task whose worker died is run again only if its function is
+// Idempotent, up to Config.Retries times; otherwise it fails with a
+// *WorkerError, as in Python.
+func ExampleIdempotent() {
+	p, err := pool.New(&pool.Config{Workers: 1, Retries: 1})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer p.Close()
+	dir, err := os.MkdirTemp("", "flaky")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer os.RemoveAll(dir)
+	fmt.Println(pool.Apply(context.Background(), p, flaky, filepath.Join(dir, "marker")))
+	fmt.Println("restarts:", p.Stats()[0].Restarts)
+	// Output:
+	// ran again on a new worker <nil>
+	// restarts: 1
 }

@@ -71,17 +71,8 @@ var (
 	})
 	// blockAt records its pid in a shared array and blocks at index At,
 	// so a test can kill a worker known to be inside a task.
-	blockAt = Register("test.blockat", func(a blockArg) (int, error) {
-		if a.I == a.At {
-			runs := a.Seen.Slice()
-			runs[1]++
-			if runs[1] == 1 { // only the first attempt blocks
-				runs[0] = int64(os.Getpid())
-				time.Sleep(time.Minute)
-			}
-		}
-		return 2 * a.I, nil
-	})
+	blockAt     = Register("test.blockat", blockAtFn, Idempotent())
+	blockAtOnce = Register("test.blockatonce", blockAtFn) // not idempotent
 	// goCrash ends the worker as the Go runtime does on a fatal error
 	// (exit status 2), without its multi-page trace in the test output.
 	goCrash = Register("test.gocrash", func(int) (int, error) {
@@ -101,16 +92,18 @@ type blockArg struct {
 	I, At int
 }
 
-// waitResult waits at most d for r, failing the test on a hang.
-func waitResult[T any](t *testing.T, r *Result[T], d time.Duration) (T, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	v, err := r.Get(ctx)
-	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
-		t.Fatalf("Get still waiting after %v: the call hangs", d)
+// blockAtFn records its pid in a shared array and blocks at index At, so a
+// test can kill a worker known to be inside a task.
+func blockAtFn(a blockArg) (int, error) {
+	if a.I == a.At {
+		runs := a.Seen.Slice()
+		runs[1]++
+		if runs[1] == 1 { // only the first attempt blocks
+			runs[0] = int64(os.Getpid())
+			time.Sleep(time.Minute)
+		}
 	}
-	return v, err
+	return 2 * a.I, nil
 }
 
 // Defect: workers never released segments they fetched.
@@ -141,12 +134,12 @@ func TestClosedSegmentsReleasedInWorkers(t *testing.T) {
 // Defect: a pool whose workers cannot be restarted hung its calls.
 func TestPoolFailsWhenNoWorkerCanStart(t *testing.T) {
 	t.Setenv("MPROC_TEST_INITFLAG", t.TempDir()+"/started")
-	p := mustPool(t, &Config{Workers: 1, NoPin: true, MaxTasksPerWorker: 1, Initializer: initOnlyOnce.Name()})
+	p := mustPool(t, &Config{Workers: 1, NoPin: true, MaxTasksPerWorker: 1, Initializer: initOnlyOnce})
 	if v, err := Apply(context.Background(), p, cube, 2); v != 8 || err != nil {
 		t.Fatalf("first Apply = %v, %v; want 8", v, err)
 	}
 	// The worker retired; every replacement fails its initializer.
-	_, err := waitResult(t, ApplyAsync(p, cube, 3), 20*time.Second)
+	_, err := waitResult(t, ApplyAsync(context.Background(), p, cube, 3), 20*time.Second)
 	if err == nil || !strings.Contains(err.Error(), "database gone") {
 		t.Fatalf("Apply on a pool without workers = %v, want the start-up failure", err)
 	}
@@ -165,7 +158,7 @@ func TestSlotGoneSparesRespawningSlots(t *testing.T) {
 	starting := &slot{p: p, state: slotStarting}
 	giving := &slot{p: p, idx: 1, state: slotLive}
 	p.slots = []*slot{starting, giving}
-	c := newCall(cube.e, rawInts(t, 1))
+	c := newCall(cube.e, callConfig{}, rawInts(t, 1))
 	p.pending = []*chunk{{c: c, args: c.args, lo: 0, hi: 1}}
 	p.slotGone(giving, errors.New("start failed"))
 	if c.finished.Load() || len(p.pending) != 1 || p.broken != nil {
@@ -183,7 +176,7 @@ func TestOversizeValues(t *testing.T) {
 	t.Run("results over the limit in one chunk are split", func(t *testing.T) {
 		one := mustPool(t, &Config{Workers: 1, NoPin: true, ChunkSize: 4096})
 		args := slices.Repeat([]int{70 << 10}, 4096) // 280 MiB of results
-		r := MapAsync(one, bigOut, args)
+		r := MapAsync(context.Background(), one, bigOut, args)
 		got, err := waitResult(t, r, time.Minute)
 		if err != nil {
 			t.Fatalf("Map of 4096 results of 70 KiB = %v", err)
@@ -238,9 +231,13 @@ func linkPair(t *testing.T) (parent, worker *shmLink) {
 // message limit before it tripped.
 func TestFragmentFloodIsBounded(t *testing.T) {
 	parent, worker := linkPair(t)
-	stop := make(chan struct{})
-	defer close(stop)
+	stop, done := make(chan struct{}), make(chan struct{})
+	defer func() {
+		close(stop)
+		<-done // still inside Put, it would fault once the cleanup unmaps the link
+	}()
 	go func() {
+		defer close(done)
 		// A first fragment announcing the largest message, then more
 		// fragments than it announced, for ever.
 		frag := make([]byte, worker.out.MaxMessage())
@@ -273,9 +270,9 @@ func TestFragmentFloodIsBounded(t *testing.T) {
 }
 
 // Defect: a task submitted just after an idle worker died was charged a
-// retry it never used, so with Retries -1 it failed without running.
+// retry it never used, so with Retries 0 it failed without running.
 func TestRetryNotChargedForTaskNeverStarted(t *testing.T) {
-	p := mustPool(t, &Config{Workers: 1, NoPin: true, Retries: -1})
+	p := mustPool(t, &Config{Workers: 1, NoPin: true, Retries: 0})
 	for i := range 10 {
 		if _, err := Apply(context.Background(), p, cube, 1); err != nil {
 			t.Fatal(err)
@@ -284,7 +281,7 @@ func TestRetryNotChargedForTaskNeverStarted(t *testing.T) {
 		if err := killPid(pid); err != nil {
 			t.Fatal(err)
 		}
-		if v, err := waitResult(t, ApplyAsync(p, cube, i), 10*time.Second); err != nil || v != i*i*i {
+		if v, err := waitResult(t, ApplyAsync(context.Background(), p, cube, i), 10*time.Second); err != nil || v != i*i*i {
 			t.Fatalf("round %d: Apply after an idle worker's death = %v, %v; want %d (the task never ran on it)", i, v, err, i*i*i)
 		}
 	}
@@ -314,7 +311,7 @@ func TestFailedMapStopsRunningItsItems(t *testing.T) {
 // TestKillWorkerInsideTask kills a worker known to be running a task: the
 // task is retried elsewhere and every result arrives once.
 func TestKillWorkerInsideTask(t *testing.T) {
-	p := mustPool(t, &Config{Workers: 2, NoPin: true})
+	p := mustPool(t, &Config{Workers: 2, NoPin: true, Retries: 1})
 	seen, err := shm.NewArray[int64](2)
 	if err != nil {
 		t.Fatal(err)
@@ -324,7 +321,7 @@ func TestKillWorkerInsideTask(t *testing.T) {
 	for i := range args {
 		args[i] = blockArg{Seen: seen, I: i, At: 1000}
 	}
-	r := MapAsync(p, blockAt, args)
+	r := MapAsync(context.Background(), p, blockAt, args)
 	var victim int
 	for deadline := time.Now().Add(10 * time.Second); victim == 0; {
 		if time.Now().After(deadline) {
@@ -353,10 +350,42 @@ func TestKillWorkerInsideTask(t *testing.T) {
 	}
 }
 
+// A task that is not Idempotent never runs twice, whatever Retries says:
+// its worker's death fails it with a *WorkerError.
+func TestNonIdempotentTaskNotRerun(t *testing.T) {
+	p := mustPool(t, &Config{Workers: 1, NoPin: true, Retries: 3})
+	seen, err := shm.NewArray[int64](2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer seen.Close()
+	r := ApplyAsync(context.Background(), p, blockAtOnce, blockArg{Seen: seen, I: 0, At: 0})
+	var victim int
+	for deadline := time.Now().Add(10 * time.Second); victim == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the worker never reached the blocking task")
+		}
+		time.Sleep(time.Millisecond)
+		victim = int(atomic.LoadInt64(&seen.Slice()[0]))
+	}
+	if err := killPid(victim); err != nil {
+		t.Fatal(err)
+	}
+	_, err = waitResult(t, r, 10*time.Second)
+	var we *WorkerError
+	if !errors.As(err, &we) || we.Signal != os.Kill || we.Pid != victim {
+		t.Fatalf("Get = %v, want a *WorkerError for SIGKILL of %d", err, victim)
+	}
+	time.Sleep(50 * time.Millisecond) // a re-run would show by now
+	if n := atomic.LoadInt64(&seen.Slice()[1]); n != 1 {
+		t.Fatalf("the task ran %d times, want 1: it is not Idempotent", n)
+	}
+}
+
 // A worker killed by a Go runtime fatal error is reported as such, not
 // as the library's own protocol error.
 func TestRuntimeCrashIsNamed(t *testing.T) {
-	p := mustPool(t, &Config{Workers: 1, NoPin: true, Retries: -1})
+	p := mustPool(t, &Config{Workers: 1, NoPin: true, Retries: 0})
 	_, err := Apply(context.Background(), p, goCrash, 0)
 	var we *WorkerError
 	if !errors.As(err, &we) || we.Code != 2 || !strings.Contains(err.Error(), "Go runtime fatal error") {
@@ -397,9 +426,9 @@ func TestAsyncArgumentsMayBeReused(t *testing.T) {
 	for i := range args {
 		args[i] = i
 	}
-	r := MapAsync(p, cube, args)
+	r := MapAsync(context.Background(), p, cube, args)
 	one := []byte{0, 7, 14}
-	ra := ApplyAsync(p, echoBytes, one)
+	ra := ApplyAsync(context.Background(), p, echoBytes, one)
 	for i := range args {
 		args[i] = -1
 	}
@@ -547,12 +576,12 @@ func TestForgedResultDoesNotExhaustParent(t *testing.T) {
 	}
 	var out []big4k
 	resc := codec.For[[]big4k]()
-	c := newCall(returnsBig.e, rawInts(t, 1))
+	c := newCall(returnsBig.e, callConfig{}, rawInts(t, 1))
 	c.dec = func(_ int, b []byte) error { return resc.Decode(b, &out) }
 	w := &slot{p: &core{}}
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	if _, ok := w.deliver(&chunk{c: c, args: c.args, lo: 0, hi: 1}, h, body, workerID{Pid: 1}); !ok {
+	if _, ok := w.deliver(&chunk{c: c, args: c.args, lo: 0, hi: 1}, c, false, h, body, workerID{Pid: 1}); !ok {
 		t.Fatal("a well-framed result message was taken for a broken peer")
 	}
 	runtime.ReadMemStats(&after)

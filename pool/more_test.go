@@ -3,6 +3,7 @@ package pool
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -152,7 +153,7 @@ func TestTerminate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := MapAsync(p, sleep, []time.Duration{time.Minute, time.Minute, time.Minute})
+	r := MapAsync(context.Background(), p, sleep, []time.Duration{time.Minute, time.Minute, time.Minute})
 	time.Sleep(20 * time.Millisecond)
 	start := time.Now()
 	if err := p.Terminate(); err != nil {
@@ -174,7 +175,7 @@ func TestTerminate(t *testing.T) {
 
 func TestJoinContext(t *testing.T) {
 	p := mustPool(t, &Config{Workers: 1, NoPin: true})
-	r := ApplyAsync(p, sleep, 300*time.Millisecond)
+	r := ApplyAsync(context.Background(), p, sleep, 300*time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	if err := p.Join(ctx); !errors.Is(err, context.DeadlineExceeded) {
@@ -228,7 +229,7 @@ func FuzzResultMessage(f *testing.F) {
 
 		const n = 3
 		var got []int
-		c := newCall(cube.e, rawInts(t, n))
+		c := newCall(cube.e, callConfig{}, rawInts(t, n))
 		c.dec = func(i int, item []byte) error {
 			if len(item) != 8 {
 				return errors.New("bad size")
@@ -238,7 +239,7 @@ func FuzzResultMessage(f *testing.F) {
 		c.each = func(i int, err error) { got = append(got, i) }
 		w := &slot{p: &core{}}
 		ch := &chunk{c: c, args: c.args, lo: 0, hi: n}
-		rest, ok := w.deliver(ch, h, body, workerID{Pid: 1})
+		rest, ok := w.deliver(ch, c, false, h, body, workerID{Pid: 1})
 		for k, i := range got {
 			if i != k {
 				t.Fatalf("delivered items %v, want 0, 1, ... in order", got)
@@ -296,18 +297,30 @@ func TestImapCallFails(t *testing.T) {
 	t.Run("argument that cannot be encoded", func(t *testing.T) {
 		p := mustPool(t, &Config{Workers: 1, NoPin: true, ChunkSize: 1})
 		args := []badArg{{}, {Fail: true}, {}}
-		for _, ordered := range []bool{true, false} {
-			errs := drainWithin(t, 5*time.Second, imap(context.Background(), p, takeBadArg, args, ordered))
-			if len(errs) == 0 || !strings.Contains(errs[len(errs)-1].Error(), "cannot encode") {
-				t.Fatalf("ordered=%v: Imap yielded errors %v, want one ending with the encode error", ordered, errs)
+		// As Python's imap: the item's error, and the stream goes on.
+		var got []string
+		for v, err := range Imap(context.Background(), p, takeBadArg, slices.Values(args)) {
+			got = append(got, fmt.Sprint(v, err != nil && strings.Contains(err.Error(), "task 1 ") && strings.Contains(err.Error(), "cannot encode")))
+		}
+		if want := []string{"1 false", "0 true", "1 false"}; !slices.Equal(got, want) {
+			t.Fatalf("Imap yielded %q, want %q", got, want)
+		}
+		n := 0
+		for r, err := range ImapUnordered(context.Background(), p, takeBadArg, slices.Values(args)) {
+			if (err != nil) != (r.Index == 1) {
+				t.Fatalf("ImapUnordered yielded %+v, %v; want an error for item 1 only", r, err)
 			}
+			n++
+		}
+		if n != 3 {
+			t.Fatalf("ImapUnordered yielded %d items, want 3", n)
 		}
 	})
 	t.Run("Terminate during the iteration", func(t *testing.T) {
 		p := mustPool(t, &Config{Workers: 1, NoPin: true, ChunkSize: 1})
 		time.AfterFunc(100*time.Millisecond, func() { p.Terminate() })
 		args := []time.Duration{10 * time.Millisecond, time.Minute, time.Minute, time.Minute}
-		errs := drainWithin(t, 5*time.Second, Imap(context.Background(), p, sleep, args))
+		errs := drainWithin(t, 5*time.Second, Imap(context.Background(), p, sleep, slices.Values(args)))
 		if len(errs) != 1 || !errors.Is(errs[0], ErrTerminated) {
 			t.Fatalf("Imap yielded errors %v, want ErrTerminated once", errs)
 		}
@@ -319,7 +332,7 @@ func TestImapCallFails(t *testing.T) {
 // raced the state change) must fail its call, not wait in the queue.
 func TestRequeueAfterTerminate(t *testing.T) {
 	p := &core{state: stateTerminated}
-	c := newCall(cube.e, rawInts(t, 2))
+	c := newCall(cube.e, callConfig{}, rawInts(t, 2))
 	p.requeue(&chunk{c: c, args: c.args, lo: 1, hi: 2})
 	select {
 	case <-c.done:
@@ -339,14 +352,14 @@ func TestRequeueAfterTerminate(t *testing.T) {
 // the worker's sender goroutine takes it over.
 func TestSubmitDoesNotWaitForRingSpace(t *testing.T) {
 	p := mustPool(t, &Config{Workers: 1, NoPin: true})
-	busy := ApplyAsync(p, sleep, time.Second)
+	busy := ApplyAsync(context.Background(), p, sleep, time.Second)
 	time.Sleep(50 * time.Millisecond) // the worker is in the task
 	big := make([]byte, 3<<20)        // over the 1 MiB task ring
 	for i := range big {
 		big[i] = byte(i * 7)
 	}
 	start := time.Now()
-	r := ApplyAsync(p, echoBytes, big)
+	r := ApplyAsync(context.Background(), p, echoBytes, big)
 	if d := time.Since(start); d > 300*time.Millisecond {
 		t.Errorf("ApplyAsync waited %v for the busy worker, want it to return at once", d)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 )
@@ -42,10 +43,11 @@ type core struct {
 	// few), which Close reports.
 	releaseErrs []error
 
-	wg       sync.WaitGroup // slot goroutines
-	done     chan struct{}  // closed when every slot goroutine returned
-	stopOnce sync.Once
-	timeouts chan struct{} // closed to stop the timeout watcher
+	wg        sync.WaitGroup // slot goroutines
+	done      chan struct{}  // closed when every slot goroutine returned
+	stopOnce  sync.Once
+	watchOnce sync.Once     // starts the timeout watcher on the first call with a timeout
+	timeouts  chan struct{} // closed to stop the timeout watcher
 }
 
 const (
@@ -112,15 +114,23 @@ func start(cfg Config, place []Placement, b backend) (*core, error) {
 		p.wg.Wait()
 		close(p.done)
 	}()
-	if cfg.TaskTimeout > 0 {
-		go p.watchTimeouts()
-	}
 	return p, nil
 }
 
-// watchTimeouts kills workers whose running chunk overran TaskTimeout.
+// timeoutGrace is how long a RegisterCtx task whose time is up has, once
+// its context is cancelled, to return before its worker is killed.
+const timeoutGrace = 100 * time.Millisecond
+
+// watchTimeouts kills workers whose running chunk overran its call's task
+// timeout. A chunk of a RegisterCtx function is first asked to stop (its
+// context is cancelled through the abort flag) and killed only if it is
+// still running timeoutGrace later. It starts with the first call that
+// has a timeout.
 func (p *core) watchTimeouts() {
-	tick := max(p.cfg.TaskTimeout/8, 5*time.Millisecond)
+	tick := 5 * time.Millisecond
+	if p.cfg.TaskTimeout > 0 {
+		tick = min(max(p.cfg.TaskTimeout/8, tick), timeoutGrace/4)
+	}
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	for {
@@ -136,8 +146,16 @@ func (p *core) watchTimeouts() {
 				continue
 			}
 			ch := w.inflight[0]
-			limit := p.cfg.TaskTimeout * time.Duration(ch.hi-ch.lo)
-			if !ch.started.IsZero() && now.Sub(ch.started) > limit {
+			limit := ch.c.cfg.timeout * time.Duration(ch.hi-ch.lo)
+			if limit <= 0 || ch.started.IsZero() || now.Sub(ch.started) <= limit {
+				continue
+			}
+			switch {
+			case ch.c.e.ctx && ch.sent && ch.cancelAt.IsZero() && w.l != nil:
+				ch.cancelAt = now
+				w.l.abort(ch.seq, ch.job)
+			case !ch.cancelAt.IsZero() && now.Sub(ch.cancelAt) < timeoutGrace:
+			default:
 				w.timedOut = ch
 				w.proc.kill()
 			}
@@ -223,20 +241,31 @@ func (p *core) stopWatchers() {
 	p.stopOnce.Do(func() { close(p.timeouts) })
 }
 
-// Stats returns a snapshot of every worker slot.
+// Stats returns a snapshot of every worker slot: its process, the tasks
+// it ran, where its time went and its slowest task messages. It is safe
+// to call at any time, also after Close.
 func (p *Pool) Stats() []WorkerStats {
 	c := p.core
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := make([]WorkerStats, len(c.slots))
+	now := time.Now()
 	for i, w := range c.slots {
+		up := w.livedFor
+		if !w.liveSince.IsZero() {
+			up += now.Sub(w.liveSince)
+		}
+		busy := time.Duration(w.busy.Load())
 		out[i] = WorkerStats{
 			Worker:   i,
 			Pid:      w.id.Pid,
 			CPU:      c.place[i].CPU,
 			Tasks:    w.tasks.Load(),
-			Busy:     time.Duration(w.busy.Load()),
+			Busy:     busy,
+			Idle:     max(up-busy, 0),
+			StartUp:  w.startup,
 			Restarts: w.restarts,
+			Slowest:  slices.Clone(w.slowest),
 		}
 	}
 	return out

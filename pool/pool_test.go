@@ -22,6 +22,18 @@ func mustPool(tb testing.TB, cfg *Config) *Pool {
 	return p
 }
 
+// waitResult waits at most d for r, failing the test on a hang.
+func waitResult[T any](t *testing.T, r *Result[T], d time.Duration) (T, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	v, err := r.Get(ctx)
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+		t.Fatalf("Get still waiting after %v: the call hangs", d)
+	}
+	return v, err
+}
+
 func TestMapCube(t *testing.T) {
 	p := mustPool(t, &Config{Workers: 2, NoPin: true})
 	got, err := Map(context.Background(), p, cube, []int{1, 2, 3, 4, 5, 6})
@@ -43,7 +55,7 @@ func TestApplyAsync(t *testing.T) {
 	p := mustPool(t, &Config{Workers: 2, NoPin: true})
 	var rs []*Result[int]
 	for x := 1; x <= 6; x++ {
-		rs = append(rs, ApplyAsync(p, cube, x))
+		rs = append(rs, ApplyAsync(context.Background(), p, cube, x))
 	}
 	for i, r := range rs {
 		v, err := r.Get(context.Background())
@@ -150,8 +162,8 @@ func TestUnknownFunc(t *testing.T) {
 }
 
 func TestWorkerErrorAfterRetries(t *testing.T) {
-	p := mustPool(t, &Config{Workers: 1, NoPin: true, Retries: -1})
-	r := ApplyAsync(p, sleep, 10*time.Second)
+	p := mustPool(t, &Config{Workers: 1, NoPin: true, Retries: 0})
+	r := ApplyAsync(context.Background(), p, sleep, 10*time.Second)
 	var pid int
 	for pid == 0 {
 		time.Sleep(10 * time.Millisecond)
@@ -235,7 +247,7 @@ func TestMaxTasksPerWorker(t *testing.T) {
 }
 
 func TestInitializer(t *testing.T) {
-	p := mustPool(t, &Config{Workers: 2, NoPin: true, Initializer: "test.init"})
+	p := mustPool(t, &Config{Workers: 2, NoPin: true, Initializer: initOnce})
 	got, err := Map(context.Background(), p, initCalledBy, make([]struct{}, 8))
 	if err != nil {
 		t.Fatal(err)
@@ -245,7 +257,7 @@ func TestInitializer(t *testing.T) {
 			t.Fatalf("initializer ran %d times in a worker, want 1", n)
 		}
 	}
-	if _, err := New(&Config{Workers: 1, NoPin: true, Initializer: "test.initfail"}); err == nil || !strings.Contains(err.Error(), "no database") {
+	if _, err := New(&Config{Workers: 1, NoPin: true, Initializer: initFail}); err == nil || !strings.Contains(err.Error(), "no database") {
 		t.Fatalf("New with failing initializer = %v", err)
 	}
 }
@@ -282,7 +294,7 @@ func TestImapOrder(t *testing.T) {
 	// Later items finish first.
 	args := []delayed{{0, 80 * time.Millisecond}, {1, 40 * time.Millisecond}, {2, 20 * time.Millisecond}, {3, 0}, {4, 0}}
 	var got []int
-	for i, err := range Imap(context.Background(), p, sleepEcho, args) {
+	for i, err := range Imap(context.Background(), p, sleepEcho, slices.Values(args)) {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -292,22 +304,25 @@ func TestImapOrder(t *testing.T) {
 		t.Fatalf("Imap yielded %v, want %v", got, want)
 	}
 	got = got[:0]
-	for i, err := range ImapUnordered(context.Background(), p, sleepEcho, args) {
+	for r, err := range ImapUnordered(context.Background(), p, sleepEcho, slices.Values(args)) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got = append(got, i)
+		if r.Index != r.Value {
+			t.Fatalf("ImapUnordered yielded index %d for the value of item %d", r.Index, r.Value)
+		}
+		got = append(got, r.Value)
 	}
 	if got[0] == 0 || len(got) != 5 {
 		t.Fatalf("ImapUnordered yielded %v, want the slow item 0 after faster ones", got)
 	}
 	// Breaking out early is allowed and leaves the pool usable.
-	for range Imap(context.Background(), p, sleepEcho, args) {
+	for range Imap(context.Background(), p, sleepEcho, slices.Values(args)) {
 		break
 	}
 	sq := []int{5, 1, 4, 2, 3}
 	got = got[:0]
-	for v, err := range Imap(context.Background(), p, cube, sq) {
+	for v, err := range Imap(context.Background(), p, cube, slices.Values(sq)) {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -317,11 +332,11 @@ func TestImapOrder(t *testing.T) {
 		t.Fatalf("Imap = %v, want %v", got, want)
 	}
 	var un []int
-	for v, err := range ImapUnordered(context.Background(), p, cube, sq) {
-		if err != nil {
-			t.Fatal(err)
+	for r, err := range ImapUnordered(context.Background(), p, cube, slices.Values(sq)) {
+		if err != nil || r.Value != sq[r.Index]*sq[r.Index]*sq[r.Index] {
+			t.Fatalf("ImapUnordered yielded %+v, %v; want the cube of item %d", r, err, r.Index)
 		}
-		un = append(un, v)
+		un = append(un, r.Value)
 	}
 	slices.Sort(un)
 	if want := []int{1, 8, 27, 64, 125}; !slices.Equal(un, want) {

@@ -147,6 +147,15 @@ func processVerdict(dst, out []byte) (msg []byte, ok bool) {
 		text = truncateText(text, room-4)
 		stack = truncateText(stack, room-4-len(text))
 		dst = appendPanic(dst, text, []byte(stack))
+	case stErrFull:
+		if len(item) <= room {
+			dst = append(dst, item...)
+			break
+		}
+		// Too long to keep whole: its text alone, cut to fit.
+		err, _ := parseTaskError(item)
+		dst[at-1] = stErr
+		dst = append(dst, truncateText(err.Error(), room)...)
 	default:
 		dst = append(dst, truncateText(string(item), room)...)
 	}

@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -32,12 +33,33 @@ type entry struct {
 	sig   uint64 // fingerprint of the argument and result types
 	types string // "A -> R", for error messages
 	where string // file:line of the Register call, for duplicate panics
+	// returned names the registered function and where it is, the
+	// TaskError.Stack of an error it returns.
+	returned string
 	// call decodes an argument, runs the function and appends the encoded
 	// result to dst. It does not recover panics: the worker loop does.
-	call func(dst, arg []byte) ([]byte, error)
+	call func(ctx context.Context, dst, arg []byte) ([]byte, error)
+	// ctx says the function takes a context (RegisterCtx): the worker
+	// watches for the parent's abort while it runs.
+	ctx bool
 	// zero runs the function on the zero argument (Config.Initializer).
 	zero func() error
+	// idempotent says a task may run again after its worker died
+	// (Idempotent); the parent reads it, never the worker.
+	idempotent bool
 }
+
+// RegisterOption adjusts a function at registration; see Idempotent.
+type RegisterOption struct {
+	idempotent bool
+}
+
+// Idempotent says that running a task of the function twice does no harm,
+// so one whose worker died mid-task may be run again, up to
+// Config.Retries (or the Retries call option) times. Without it a task
+// that began runs at most once, as in Python: its worker's death fails it
+// with a *WorkerError.
+func Idempotent() RegisterOption { return RegisterOption{idempotent: true} }
 
 var registry struct {
 	mu     sync.Mutex
@@ -49,7 +71,10 @@ var registry struct {
 // handle. Call it at package initialisation (a package-level var or init
 // function), never inside main: a worker re-executes the binary and only
 // sees functions registered before main runs. Names are explicit because
-// all instantiations of a generic function share one runtime name.
+// all instantiations of a generic function share one runtime name. A
+// function that should see cancellation registers with RegisterCtx
+// instead; the Idempotent option lets a task run again after its worker
+// died.
 //
 // Register panics if name is empty, longer than 255 bytes (the limit of
 // the wire format) or already registered (naming both registration sites),
@@ -59,8 +84,31 @@ var registry struct {
 // for fixed-size pointer-free types, CBOR otherwise (exported fields only).
 // shm.Array and ipc.Queue handles in A are resolved in the worker without
 // copying their data.
-func Register[A, R any](name string, fn func(A) (R, error)) Func[A, R] {
-	if name == "" || fn == nil {
+func Register[A, R any](name string, fn func(A) (R, error), opts ...RegisterOption) Func[A, R] {
+	if fn == nil {
+		panic("pool: Register needs a name and a function")
+	}
+	return register(name, fn, func(_ context.Context, a A) (R, error) { return fn(a) }, false, opts)
+}
+
+// RegisterCtx is Register for a function that takes a context first. In
+// the worker that context is cancelled when the task's call ends early:
+// the caller's context ends (ApplyAsync, MapAsync, Imap), Result.Cancel
+// runs, another task fails a fail-fast call, or the task's time is up
+// (Config.TaskTimeout, then its worker is killed 100 ms later unless it
+// returned). It is seen within about a millisecond (a watcher polls the
+// parent's abort flag while such a task runs). Cancellation is
+// cooperative: a task that ignores it runs on; Terminate kills workers at
+// once.
+func RegisterCtx[A, R any](name string, fn func(context.Context, A) (R, error), opts ...RegisterOption) Func[A, R] {
+	if fn == nil {
+		panic("pool: RegisterCtx needs a name and a function")
+	}
+	return register(name, fn, fn, true, opts)
+}
+
+func register[A, R any](name string, orig any, fn func(context.Context, A) (R, error), takesCtx bool, opts []RegisterOption) Func[A, R] {
+	if name == "" {
 		panic("pool: Register needs a name and a function")
 	}
 	if len(name) > maxNameLen {
@@ -69,15 +117,17 @@ func Register[A, R any](name string, fn func(A) (R, error)) Func[A, R] {
 	argc, resc := codec.For[A](), codec.For[R]()
 	ta, tr := reflect.TypeFor[A](), reflect.TypeFor[R]()
 	e := &entry{
-		name:  name,
-		types: ta.String() + " -> " + tr.String(),
-		where: caller(),
-		call: func(dst, arg []byte) ([]byte, error) {
+		name:     name,
+		types:    ta.String() + " -> " + tr.String(),
+		where:    caller(),
+		returned: funcPlace(orig),
+		ctx:      takesCtx,
+		call: func(ctx context.Context, dst, arg []byte) ([]byte, error) {
 			var a A
 			if err := argc.Decode(arg, &a); err != nil {
 				return dst, fmt.Errorf("decode argument %s: %w", ta, err)
 			}
-			r, err := fn(a)
+			r, err := fn(ctx, a)
 			if err != nil {
 				return dst, err
 			}
@@ -88,12 +138,18 @@ func Register[A, R any](name string, fn func(A) (R, error)) Func[A, R] {
 			return out, err
 		},
 	}
+	if takesCtx {
+		e.types = "ctx, " + e.types // a Register'ed twin is another function
+	}
 	e.zero = func() error {
 		var a A
-		_, err := fn(a)
+		_, err := fn(context.Background(), a)
 		return err
 	}
 	e.sig = fingerprint(name, e.types)
+	for _, o := range opts {
+		e.idempotent = e.idempotent || o.idempotent
+	}
 
 	registry.mu.Lock()
 	defer registry.mu.Unlock()
@@ -144,9 +200,22 @@ func fingerprint(name, types string) uint64 {
 	return h.Sum64()
 }
 
+// funcPlace names fn and its source position, for the TaskError.Stack of
+// the errors it returns. It is worked out once, at Register: by the time a
+// task's error reaches the worker loop, the frames that returned it are
+// gone, and the function that did is what the reader needs.
+func funcPlace(fn any) string {
+	f := runtime.FuncForPC(reflect.ValueOf(fn).Pointer())
+	if f == nil {
+		return ""
+	}
+	file, line := f.FileLine(f.Entry())
+	return fmt.Sprintf("error returned by %s\n\t%s:%d", f.Name(), file, line)
+}
+
 func caller() string {
-	// Skip caller, Register.
-	if _, file, line, ok := runtime.Caller(2); ok {
+	// Skip caller, register, Register.
+	if _, file, line, ok := runtime.Caller(3); ok {
 		return fmt.Sprintf("%s:%d", file, line)
 	}
 	return "unknown place"
@@ -169,11 +238,4 @@ func runInitializer(name string) (err error) {
 		return fmt.Errorf("initializer %q: %w", name, err)
 	}
 	return nil
-}
-
-// registered reports whether name is registered (checked in the parent).
-func registered(name string) bool {
-	registry.mu.Lock()
-	defer registry.mu.Unlock()
-	return registry.byName[name] != nil
 }

@@ -105,6 +105,7 @@ func runTasks(dst []byte, h msgHeader, body []byte, budget *int, aborted func(jo
 		status, detail = stErr, lerr.Error()
 	}
 	n, flags := 0, uint8(0)
+	var tctx context.Context // for a RegisterCtx function: cancelled on abort
 	for k := 0; k < h.count; k++ {
 		if *budget == 0 || retire {
 			retire = true
@@ -137,7 +138,12 @@ func runTasks(dst []byte, h msgHeader, body []byte, budget *int, aborted func(jo
 			}
 			continue
 		}
-		res, terr, pv, stack := callSafe(e, dst, arg)
+		if e.ctx && tctx == nil {
+			var stop func()
+			tctx, stop = watchAbort(h.job, aborted)
+			defer stop()
+		}
+		res, terr, pv, stack := callSafe(tctx, e, dst, arg)
 		switch {
 		case stack != nil:
 			dst = appendPanic(dst[:at+4], pv, stack)
@@ -147,8 +153,8 @@ func runTasks(dst []byte, h msgHeader, body []byte, budget *int, aborted func(jo
 			dst = fmt.Appendf(dst[:at+4], "result of task %d encodes to more than the %d-byte limit; return it in an shm.Array", first+k, maxValue)
 			dst[mark] = stTooLarge
 		case terr != nil:
-			dst = append(dst[:at+4], truncateText(terr.Error(), maxText)...)
-			dst[mark] = stErr
+			dst = appendTaskError(dst[:at+4], terr, e.returned)
+			dst[mark] = stErrFull
 		default:
 			dst = res
 		}
@@ -185,13 +191,46 @@ func finishResult(msg []byte, count int, flags uint8, start time.Time) {
 	binary.LittleEndian.PutUint64(msg[16:], uint64(time.Since(start)))
 }
 
-// callSafe runs one task, turning a panic into its value and stack.
-func callSafe(e *entry, dst, arg []byte) (out []byte, err error, pv any, stack []byte) {
+// callSafe runs one task, turning a panic into its value and stack. ctx is
+// nil unless the function takes one.
+func callSafe(ctx context.Context, e *entry, dst, arg []byte) (out []byte, err error, pv any, stack []byte) {
 	defer func() {
 		if r := recover(); r != nil {
 			pv, stack, out = r, debug.Stack(), dst
 		}
 	}()
-	out, err = e.call(dst, arg)
+	out, err = e.call(ctx, dst, arg)
 	return out, err, nil, nil
+}
+
+// abortPoll is how often a worker running a RegisterCtx task looks at the
+// parent's abort flag for its job.
+const abortPoll = time.Millisecond
+
+// watchAbort returns the context of a RegisterCtx task message: cancelled
+// once aborted(job) reports the parent's abort. A goroutine polls it every
+// abortPoll until stop; nothing polls while no such task runs. With
+// aborted nil (a Process) the context is never cancelled.
+func watchAbort(job uint64, aborted func(job uint64) bool) (ctx context.Context, stop func()) {
+	if aborted == nil {
+		return context.Background(), func() {}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(abortPoll)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if aborted(job) {
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	return ctx, func() { close(done); cancel() }
 }

@@ -1,9 +1,11 @@
 package pool
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,6 +37,13 @@ type slot struct {
 	id       workerID
 	sent     uint64 // task messages sent on the current link
 	restarts int
+	// Insights (WorkerStats): the start-up time of the current process,
+	// when it became live, how long earlier ones were, the slowest task
+	// messages.
+	startup   time.Duration
+	liveSince time.Time
+	livedFor  time.Duration
+	slowest   []TaskTime
 
 	tasks atomic.Int64
 	busy  atomic.Int64
@@ -54,12 +63,15 @@ const maxStartFailures = 5
 
 // start starts the slot's process; the pool's lock must not be held.
 func (w *slot) start() error {
+	begin := time.Now()
 	pr, err := w.p.backend.start(w.idx)
 	if err != nil {
 		return startError(w.idx, err)
 	}
 	p := w.p
+	now := time.Now()
 	p.mu.Lock()
+	w.startup, w.liveSince = now.Sub(begin), now
 	w.proc, w.l, w.id, w.state, w.sent = pr, pr.link(), pr.id(), slotLive, 0
 	w.retiring, w.timedOut, w.stopSent = false, nil, false
 	if p.state == stateTerminated {
@@ -141,6 +153,8 @@ func (w *slot) serveOne() {
 	p.mu.Lock()
 	id := w.id
 	w.proc, w.l, w.id = nil, nil, workerID{}
+	w.livedFor += time.Since(w.liveSince)
+	w.liveSince = time.Time{}
 	p.mu.Unlock()
 	w.handoff = false // its chunk is in inflight: settle decides
 	w.sendMu.Unlock()
@@ -259,11 +273,13 @@ func (w *slot) collect(l link) {
 		partial := h.flags&flagPartial != 0
 		p.mu.Lock()
 		var ch *chunk
+		var c *call
+		timedOut := false
 		for i, x := range w.inflight {
 			if x.job == h.job {
-				ch = x
+				ch, c, timedOut = x, x.c, !x.cancelAt.IsZero()
 				if !partial {
-					w.inflight = append(w.inflight[:i], w.inflight[i+1:]...)
+					w.inflight = slices.Delete(w.inflight, i, i+1) // clears the tail: no stale pointer keeps a finished call
 				}
 				break
 			}
@@ -274,6 +290,9 @@ func (w *slot) collect(l link) {
 		if h.flags&flagRetire != 0 {
 			w.retiring = true
 		}
+		if ch != nil && h.count > 0 {
+			w.noteTime(TaskTime{Func: c.e.name, Index: h.first, Tasks: h.count, Took: time.Duration(h.extra)})
+		}
 		id := w.id
 		p.mu.Unlock()
 		if ch == nil {
@@ -281,7 +300,7 @@ func (w *slot) collect(l link) {
 		}
 		w.tasks.Add(int64(h.count))
 		w.busy.Add(int64(h.extra))
-		rest, ok := w.deliver(ch, h, body, id)
+		rest, ok := w.deliver(ch, c, timedOut, h, body, id)
 		switch {
 		case !ok:
 			// Items missing or malformed without a reason: a broken peer.
@@ -313,8 +332,10 @@ func (w *slot) collect(l link) {
 // deliver hands a result message's items to their call. It returns the
 // items of the chunk still to come, if any (ch itself, advanced), and ok
 // false if the message is malformed or short without a reason.
-func (w *slot) deliver(ch *chunk, h msgHeader, body []byte, id workerID) (rest *chunk, ok bool) {
-	c := ch.c
+// c is ch's call, read under p.mu; timedOut says its time ran out and its
+// tasks were asked to stop: their failures, and the items they skipped,
+// are timeouts.
+func (w *slot) deliver(ch *chunk, c *call, timedOut bool, h msgHeader, body []byte, id workerID) (rest *chunk, ok bool) {
 	want := ch.hi - ch.lo
 	if h.count > want {
 		return ch, false
@@ -342,7 +363,11 @@ func (w *slot) deliver(ch *chunk, h msgHeader, body []byte, id workerID) (rest *
 			c.item(i, nil)
 			continue
 		}
-		c.item(i, itemError(st, item, c.e.name, i, id))
+		err = itemError(st, item, c.e.name, i, id)
+		if te, isTE := err.(*TaskError); isTE && timedOut {
+			te.Err = fmt.Errorf("%w; the task stopped with: %w", ErrTaskTimeout, te.Err)
+		}
+		c.item(i, err)
 	}
 	// A partial result leaves ch in flight, where the timeout watcher reads
 	// it: advance it under the lock, and restart its clock for what is left.
@@ -364,6 +389,12 @@ func (w *slot) deliver(ch *chunk, h msgHeader, body []byte, id workerID) (rest *
 	case h.flags&flagAborted != 0:
 		if c.finished.Load() {
 			return nil, true // the rest was skipped for a finished call
+		}
+		if timedOut {
+			for i := ch.lo; i < ch.hi; i++ {
+				c.item(i, &TaskError{Func: c.e.name, Index: i, Pid: id.Pid, Node: id.Node, Err: ErrTaskTimeout})
+			}
+			return nil, true // skipped because the chunk's time ran out
 		}
 		return ch, false // an abort nobody asked for
 	case h.flags&flagRetire != 0:
@@ -398,7 +429,7 @@ func (w *slot) settle(werr error, id workerID, taken uint64) {
 			// Never started (or stopped by a planned exit, or queued behind
 			// a timed-out task): run it elsewhere, free of charge.
 			p.requeue(ch)
-		case ch.attempts < p.cfg.Retries:
+		case c.e.idempotent && ch.attempts < c.cfg.retries:
 			ch.attempts++
 			p.requeue(ch)
 		default:
@@ -413,6 +444,21 @@ func (w *slot) settle(werr error, id workerID, taken uint64) {
 				c.item(i, &e)
 			}
 		}
+	}
+}
+
+// noteTime keeps t if it is among the slowest task messages; p.mu held.
+// The worker measured it (the message's busy time): no clock read here.
+func (w *slot) noteTime(t TaskTime) {
+	if len(w.slowest) == slowest && t.Took <= w.slowest[slowest-1].Took {
+		return
+	}
+	i, _ := slices.BinarySearchFunc(w.slowest, t.Took, func(x TaskTime, d time.Duration) int {
+		return cmp.Compare(d, x.Took) // slowest first
+	})
+	w.slowest = slices.Insert(w.slowest, i, t)
+	if len(w.slowest) > slowest {
+		w.slowest = w.slowest[:slowest]
 	}
 }
 

@@ -51,6 +51,7 @@ const (
 	stUnknown  = 3 // bytes: error text (ErrUnknownFunc)
 	stMismatch = 4 // bytes: error text (ErrFuncMismatch)
 	stTooLarge = 5 // bytes: error text (ErrTooLarge): the result was over maxValue
+	stErrFull  = 6 // bytes: a task's returned error (appendTaskError)
 )
 
 var errShortMsg = errors.New("pool: truncated message from peer")
@@ -184,6 +185,8 @@ func itemError(status uint8, b []byte, name string, index int, id workerID) erro
 		te.Err = fmt.Errorf("%w: %s", ErrFuncMismatch, b)
 	case stTooLarge:
 		te.Err = fmt.Errorf("%w: %s", ErrTooLarge, b)
+	case stErrFull:
+		te.Err, te.Stack = parseTaskError(b)
 	default:
 		te.Err = errors.New(string(b))
 	}

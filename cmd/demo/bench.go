@@ -20,9 +20,11 @@ import (
 
 // benchCase is one configuration of the benchmark: a full width sweep.
 type benchCase struct {
-	label string                      // row label, e.g. "goroutines 2"
-	bar   string                      // short label for the chart's axis
-	run   func() ([]kde.Point, error) // one timed sweep
+	label string // row label, e.g. "goroutines 2"
+	bar   string // short label for the chart's axis
+	// run is one timed sweep; the pool rows pass opts (the progress hook)
+	// to their pool.Map.
+	run func(opts ...pool.CallOption) ([]kde.Point, error)
 }
 
 // benchResult is a case's measured times.
@@ -51,15 +53,17 @@ func sectionBench(w io.Writer, cfg *config) error {
 	widths := kde.Linspace(1.0, 1.2, cfg.widths)
 	cases := []benchCase{{
 		label: "serial", bar: "serial",
-		run: func() ([]kde.Point, error) { return kde.Sweep(samples, origin, widths, cfg.kernel) },
+		run: func(...pool.CallOption) ([]kde.Point, error) { return kde.Sweep(samples, origin, widths, cfg.kernel) },
 	}}
 	for _, k := range cfg.procs {
 		cases = append(cases, benchCase{
 			label: fmt.Sprintf("goroutines %d", k), bar: fmt.Sprintf("%d goroutines", k),
-			run: func() ([]kde.Point, error) { return kde.SweepGoroutines(samples, origin, widths, cfg.kernel, k) },
+			run: func(...pool.CallOption) ([]kde.Point, error) {
+				return kde.SweepGoroutines(samples, origin, widths, cfg.kernel, k)
+			},
 		})
 	}
-	poolCases, closePools, err := poolBenchCases(cfg, samples, widths)
+	poolCases, warmPools, closePools, err := poolBenchCases(cfg, samples, widths)
 	if err != nil {
 		return err
 	}
@@ -73,7 +77,11 @@ func sectionBench(w io.Writer, cfg *config) error {
 	fmt.Fprintf(w, "n = %d samples, %d widths in [1.0, 1.2], %s kernel; median of %d runs each\n\n",
 		cfg.n, cfg.widths, cfg.kernel, cfg.reps)
 
-	bar := newProgressBar(cfg.reps*len(cases), "benchmark")
+	// The bar counts width estimates: the pool rows feed it as their tasks
+	// finish (pool.Progress); the others, which have no such hook, when
+	// their sweep returns.
+	bar := newProgressBar(cfg.reps*len(cases)*len(widths), "benchmark")
+	done := 0
 	results := make([]benchResult, len(cases))
 	for i, c := range cases {
 		results[i].benchCase = c
@@ -82,8 +90,10 @@ func sectionBench(w io.Writer, cfg *config) error {
 	// not land on one configuration only.
 	for range cfg.reps {
 		for i := range results {
+			base := done
+			progress := pool.Progress(func(n, _ int) { _ = bar.Set(base + n) })
 			start := time.Now()
-			got, err := results[i].run()
+			got, err := results[i].run(progress)
 			elapsed := time.Since(start)
 			if err != nil {
 				return fmt.Errorf("%s: %w", results[i].label, err)
@@ -92,7 +102,8 @@ func sectionBench(w io.Writer, cfg *config) error {
 				return fmt.Errorf("%s: results differ from the serial sweep", results[i].label)
 			}
 			results[i].times = append(results[i].times, elapsed)
-			_ = bar.Add(1)
+			done += len(widths)
+			_ = bar.Set(done)
 		}
 	}
 	_ = bar.Finish()
@@ -116,6 +127,7 @@ func sectionBench(w io.Writer, cfg *config) error {
 		fmt.Fprintf(w, "slower than serial: %s. The whole serial sweep takes only %s here, so starting workers (cold) or handing them work (warm) costs more than the split saves; try -n 1000000.\n",
 			strings.Join(slower, "; "), fmtDur(serial))
 	}
+	printInsights(w, warmPools)
 	if cfg.plot != "" {
 		if err := writePlot(cfg.plot, results, cfg.n); err != nil {
 			return err
@@ -132,12 +144,13 @@ func sectionBench(w io.Writer, cfg *config) error {
 //   - "pool k cold": the seed's way, everything inside the timed run: start
 //     the workers, share the samples, sweep, close the pool.
 //
-// It also returns a function that releases what the warm rows hold.
-func poolBenchCases(cfg *config, samples, widths []float64) ([]benchCase, func(), error) {
+// It also returns the warm rows' pools and a function that releases what
+// they hold.
+func poolBenchCases(cfg *config, samples, widths []float64) ([]benchCase, []*pool.Pool, func(), error) {
 	ctx := context.Background()
 	shared, err := kde.ShareSamples(samples)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	var pools []*pool.Pool
 	release := func() {
@@ -151,21 +164,45 @@ func poolBenchCases(cfg *config, samples, widths []float64) ([]benchCase, func()
 		p, err := pool.New(&pool.Config{Workers: k})
 		if err != nil {
 			release()
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		pools = append(pools, p)
 		cases = append(cases, benchCase{
 			label: fmt.Sprintf("pool %d processes, warm", k), bar: fmt.Sprintf("%d procs warm", k),
-			run: func() ([]kde.Point, error) { return kde.SweepPool(ctx, p, shared, origin, widths, cfg.kernel) },
+			run: func(opts ...pool.CallOption) ([]kde.Point, error) {
+				return kde.SweepPool(ctx, p, shared, origin, widths, cfg.kernel, opts...)
+			},
 		})
 	}
 	for _, k := range cfg.procs {
 		cases = append(cases, benchCase{
 			label: fmt.Sprintf("pool %d processes, cold (seed)", k), bar: fmt.Sprintf("%d procs cold", k),
-			run: func() ([]kde.Point, error) { return kde.SweepNewPool(ctx, k, samples, origin, widths, cfg.kernel) },
+			run: func(opts ...pool.CallOption) ([]kde.Point, error) {
+				return kde.SweepNewPool(ctx, k, samples, origin, widths, cfg.kernel, opts...)
+			},
 		})
 	}
-	return cases, release, nil
+	return cases, pools, release, nil
+}
+
+// printInsights is a compact table of the warm pools' worker insights
+// (pool.Stats): where each worker's time went and its slowest message.
+func printInsights(w io.Writer, pools []*pool.Pool) {
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "worker insights of the warm pools (pool.Stats):\n")
+	fmt.Fprintf(w, "%-6s %6s %9s %7s %11s %11s %8s  %s\n", "procs", "worker", "start-up", "tasks", "working", "waiting", "restarts", "slowest message")
+	for _, p := range pools {
+		stats := p.Stats()
+		for _, s := range stats {
+			slow := "-"
+			if len(s.Slowest) > 0 {
+				t := s.Slowest[0]
+				slow = fmt.Sprintf("%s (tasks %d..%d)", fmtDur(t.Took), t.Index, t.Index+t.Tasks-1)
+			}
+			fmt.Fprintf(w, "%-6d %6d %9s %7d %11s %11s %8d  %s\n", len(stats), s.Worker, fmtDur(s.StartUp), s.Tasks,
+				fmtDur(s.Busy), fmtDur(s.Idle), s.Restarts, slow)
+		}
+	}
 }
 
 func samePoints(a, b []kde.Point) bool {

@@ -11,8 +11,8 @@ import (
 
 func TestMain(m *testing.M) {
 	pool.Init()
-	if os.Getenv(envCrashChild) != "" {
-		goroutineCrashChild()
+	if os.Getenv(crashMode) != "" {
+		crashGoroutines()
 	}
 	os.Exit(leakcheck.Run(m))
 }
@@ -32,7 +32,8 @@ func TestTour(t *testing.T) {
 		"[1 8 27 64 125 216]", // section 3: Map(cube, 1..6)
 		"p(x) = 0.3",          // section 4: the toy example
 		"7 of 8 results",      // section 8: one task crashed its worker only
-		"exit status 2",       // ... and the goroutine variant died
+		"exited with code 2",  // ... a Go fatal error
+		"the program died",    // ... which took the goroutine variant down
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the tour's output lacks %q:\n%s", want, out.String())

@@ -149,7 +149,7 @@ func sectionPool(w io.Writer, cfg *config) error {
 	fmt.Fprintln(w, "pool.Map(ctx, p, cube, 1..6)        =", results)
 	pending := make([]*pool.Result[int], len(xs))
 	for i, x := range xs {
-		pending[i] = pool.ApplyAsync(p, cube, x)
+		pending[i] = pool.ApplyAsync(ctx, p, cube, x)
 	}
 	output := make([]int, len(xs))
 	for i, r := range pending {
@@ -157,7 +157,7 @@ func sectionPool(w io.Writer, cfg *config) error {
 			return err
 		}
 	}
-	fmt.Fprintln(w, "[pool.ApplyAsync(p, cube, x).Get()] =", output)
+	fmt.Fprintln(w, "[pool.ApplyAsync(ctx, p, cube, x).Get()] =", output)
 	return p.Close()
 }
 
