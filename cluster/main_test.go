@@ -1,0 +1,14 @@
+package cluster
+
+import (
+	"os"
+	"testing"
+
+	"github.com/mproc/mproc/internal/leakcheck"
+	"github.com/mproc/mproc/pool"
+)
+
+func TestMain(m *testing.M) {
+	pool.Init() // workers and nodes (this binary re-executed) never return
+	os.Exit(leakcheck.Run(m))
+}
