@@ -125,3 +125,153 @@ func TestEmbeddedDefault(t *testing.T) {
 		t.Fatalf("Apply(7) = %v, %v, want 343", v, err)
 	}
 }
+
+// where reports the node a task ran on: its worker's parent.
+var where = pool.Register("cluster.where", func(d time.Duration) (int, error) {
+	time.Sleep(d)
+	return os.Getppid(), nil
+})
+
+func TestSameAsLocal(t *testing.T) {
+	s := mustServer(t)
+	urls := []string{s.URL()}
+	mustNode(t, urls, "same", 1)
+	mustNode(t, urls, "same", 1)
+	remote := mustConnect(t, &Config{URLs: urls, Namespace: "same", Workers: 4, Memory: true})
+	local, err := pool.New(&pool.Config{Workers: 2, NoPin: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer local.Close()
+	ctx := context.Background()
+	for _, n := range []int{1, 10, 5000} {
+		t.Run("Map n="+strconv.Itoa(n), func(t *testing.T) {
+			want, err := pool.Map(ctx, local, cube, ints(n))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := pool.Map(ctx, remote, cube, ints(n))
+			if err != nil || !slices.Equal(got, want) {
+				t.Fatalf("Map() = %v (%d results), %v; want the local pool's %d results", head(got), len(got), err, len(want))
+			}
+		})
+	}
+	t.Run("Apply", func(t *testing.T) {
+		for _, x := range []int{0, -3, 1 << 20} {
+			got, err := pool.Apply(ctx, remote, cube, x)
+			want, _ := pool.Apply(ctx, local, cube, x)
+			if err != nil || got != want {
+				t.Fatalf("Apply(%d) = %v, %v, want %v", x, got, err, want)
+			}
+		}
+	})
+	t.Run("ApplyAsync and MapAsync", func(t *testing.T) {
+		rs := make([]*pool.Result[int], 50)
+		for i := range rs {
+			rs[i] = pool.ApplyAsync(remote, cube, i)
+		}
+		m := pool.MapAsync(remote, cube, ints(300))
+		for i, r := range rs {
+			if v, err := r.Get(ctx); err != nil || v != i*i*i {
+				t.Fatalf("ApplyAsync(%d).Get() = %v, %v", i, v, err)
+			}
+		}
+		if v, err := m.Get(ctx); err != nil || !slices.Equal(v, cubes(300)) {
+			t.Fatalf("MapAsync().Get() = %v, %v", head(v), err)
+		}
+	})
+	t.Run("Imap and ImapUnordered", func(t *testing.T) {
+		var got []int
+		for v, err := range pool.Imap(ctx, remote, cube, ints(2000)) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, v)
+		}
+		if !slices.Equal(got, cubes(2000)) {
+			t.Fatalf("Imap() = %v..., want the cubes in order", head(got))
+		}
+		got = got[:0]
+		for v, err := range pool.ImapUnordered(ctx, remote, cube, ints(2000)) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, v)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, cubes(2000)) {
+			t.Fatalf("ImapUnordered() sorted = %v..., want the cubes", head(got))
+		}
+	})
+	t.Run("errors name the node", func(t *testing.T) {
+		_, err := pool.Map(ctx, remote, failOdd, ints(10))
+		var te *pool.TaskError
+		if !errors.As(err, &te) || te.Index%2 != 1 || te.Node == "" || te.Pid == 0 {
+			t.Fatalf("Map(failOdd) = %v, want a *TaskError of an odd item naming the node and pid", err)
+		}
+		if want := "odd " + strconv.Itoa(te.Index); te.Err.Error() != want {
+			t.Fatalf("TaskError.Err = %q, want %q", te.Err, want)
+		}
+		_, err = pool.Apply(ctx, remote, boom, 1)
+		if !errors.As(err, &te) || !errors.Is(err, pool.ErrPanic) || te.Stack == "" || te.Node == "" {
+			t.Fatalf("Apply(panic) = %v, want a *TaskError wrapping ErrPanic with the node's stack", err)
+		}
+		var got []error
+		for _, err := range pool.Imap(ctx, remote, failOdd, ints(6)) {
+			got = append(got, err)
+		}
+		if len(got) != 6 || got[0] != nil || got[1] == nil || got[2] != nil {
+			t.Fatalf("Imap(failOdd) errors = %v, want every odd item failed alone", got)
+		}
+	})
+	t.Run("big arguments are cut by bytes", func(t *testing.T) {
+		// 40 arguments of 100 KiB: one chunk of 4 MB travels as several
+		// messages under the 1 MiB limit.
+		args := make([][]byte, 40)
+		for i := range args {
+			args[i] = make([]byte, 100<<10)
+			args[i][0] = byte(i)
+		}
+		got, err := pool.Map(ctx, remote, firstByte, args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, v := range got {
+			if v != i {
+				t.Fatalf("Map(firstByte)[%d] = %d", i, v)
+			}
+		}
+		_, err = pool.Apply(ctx, remote, firstByte, make([]byte, 2<<20))
+		if !errors.Is(err, pool.ErrTooLarge) {
+			t.Fatalf("Apply(2 MiB argument) = %v, want ErrTooLarge", err)
+		}
+	})
+}
+
+var firstByte = pool.Register("cluster.firstbyte", func(b []byte) (int, error) { return int(b[0]), nil })
+
+func head(v []int) []int { return v[:min(len(v), 5)] }
+
+func TestNamespacesIsolated(t *testing.T) {
+	s := mustServer(t)
+	urls := []string{s.URL()}
+	a := mustNode(t, urls, "a", 1)
+	b := mustNode(t, urls, "b", 1)
+	pa := mustConnect(t, &Config{URLs: urls, Namespace: "a", Workers: 2, Memory: true})
+	pb := mustConnect(t, &Config{URLs: urls, Namespace: "b", Workers: 2, Memory: true})
+	ctx := context.Background()
+	for _, tc := range []struct {
+		p    *pool.Pool
+		node *exec.Cmd
+	}{{pa, a}, {pb, b}} {
+		got, err := pool.Map(ctx, tc.p, where, make([]time.Duration, 200))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, pid := range got {
+			if pid != tc.node.Process.Pid {
+				t.Fatalf("a task ran on node %d, want only %d of its namespace", pid, tc.node.Process.Pid)
+			}
+		}
+	}
+}
