@@ -107,7 +107,7 @@ func (cl *client) open(ctx context.Context) (*pool.Pool, error) {
 		sub.SetPendingLimits(-1, -1) // bounded by the chunks in flight
 		cl.subs = append(cl.subs, sub)
 	}
-	if err := nc.FlushWithContext(ctx); err != nil {
+	if err := nc.FlushTimeout(10 * time.Second); err != nil {
 		return nil, fmt.Errorf("cluster: subscribe: %w", err)
 	}
 	for range cl.cfg.Nodes {

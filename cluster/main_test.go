@@ -10,5 +10,8 @@ import (
 
 func TestMain(m *testing.M) {
 	pool.Init() // workers and nodes (this binary re-executed) never return
+	if url := os.Getenv("MPROC_TEST_CALLER"); url != "" {
+		os.Exit(testCaller(url))
+	}
 	os.Exit(leakcheck.Run(m))
 }
