@@ -51,6 +51,7 @@ type client struct {
 	js      jetstream.JetStream
 	subs    []*nats.Subscription
 	maxPart int // bytes of one task or result message
+	segs    *segments
 
 	mu     sync.Mutex
 	links  map[int]*slotLink // slot -> its current link
@@ -94,6 +95,9 @@ func (cl *client) open(ctx context.Context) (*pool.Pool, error) {
 	if err := cl.ensureStream(ctx); err != nil {
 		return nil, err
 	}
+	if err := cl.openSegments(ctx); err != nil {
+		return nil, err
+	}
 	cl.links = make(map[int]*slotLink)
 	for subj, h := range map[string]nats.MsgHandler{
 		cl.n.ns + ".res." + cl.id + ".*": cl.onResult,
@@ -128,10 +132,7 @@ func (cl *client) open(ctx context.Context) (*pool.Pool, error) {
 const partHeadroom = 1 << 10
 
 func (cl *client) ensureStream(ctx context.Context) error {
-	storage := jetstream.FileStorage
-	if cl.cfg.Memory {
-		storage = jetstream.MemoryStorage
-	}
+	storage := cl.storage()
 	_, err := cl.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        cl.n.stream,
 		Description: "mproc task messages of namespace " + cl.n.ns,
@@ -158,6 +159,13 @@ func (cl *client) ensureStream(ctx context.Context) error {
 		return fmt.Errorf("cluster: create consumer %s: %w", cl.n.consumer, err)
 	}
 	return nil
+}
+
+func (cl *client) storage() jetstream.StorageType {
+	if cl.cfg.Memory {
+		return jetstream.MemoryStorage
+	}
+	return jetstream.FileStorage
 }
 
 // Start gives pool slot slot a new virtual worker (bridge.Backend).
@@ -280,6 +288,9 @@ func (cl *client) final() bool {
 // server with its store.
 func (cl *client) shutdown() error {
 	var errs []error
+	if cl.segs != nil {
+		cl.segs.close()
+	}
 	for _, s := range cl.subs {
 		s.Unsubscribe()
 	}

@@ -9,7 +9,6 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -70,7 +69,7 @@ func nodeMain() (int, bool) {
 		cfg.Options = append(cfg.Options, nats.UserCredentials(v))
 	}
 	os.Unsetenv(envNode)
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	ctx, stop := signal.NotifyContext(context.Background(), drainSignals...)
 	defer stop()
 	if err := Serve(ctx, cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "mproc node:", err)
@@ -120,7 +119,7 @@ func startNode(urls []string, ns string, workers int) (*nodeProc, error) {
 
 // stop drains the node (SIGTERM) and waits for it, killing it after 10 s.
 func (np *nodeProc) stop() error {
-	np.cmd.Process.Signal(syscall.SIGTERM)
+	np.cmd.Process.Signal(drainSignals[0])
 	select {
 	case <-np.done:
 	case <-time.After(10 * time.Second):

@@ -63,6 +63,7 @@ type node struct {
 	local   *pool.Pool
 	workers int
 	nc      *nats.Conn
+	subs    []*nats.Subscription
 	limit   int           // bytes of one result message
 	ackWait time.Duration // the consumer's
 
@@ -120,6 +121,17 @@ func (n *node) serve(ctx context.Context, cfg *NodeConfig) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+	if err := n.openNodeSegments(ctx, js); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	defer func() {
+		for _, s := range n.subs {
+			s.Unsubscribe()
+		}
+	}()
 	n.ackWait = 30 * time.Second
 	if info := cons.CachedInfo(); info != nil && info.Config.AckWait > 0 {
 		n.ackWait = info.Config.AckWait
