@@ -2,11 +2,14 @@ package cluster
 
 import (
 	"context"
+	"runtime"
 	"slices"
+	"strings"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/mproc/mproc/kde"
 	"github.com/mproc/mproc/pool"
 )
 
@@ -17,8 +20,13 @@ var tiny = pool.Register("cluster.tiny", func(x int32) (int32, error) { return x
 func mustNodes(b *testing.B, ns string, k, workers, slots int) *pool.Pool {
 	s := mustServer(b)
 	urls := []string{s.URL()}
-	for range k {
-		mustNode(b, urls, ns, workers)
+	for i := range k {
+		// Node i's workers pinned to CPUs of their own, as a local pool's.
+		var cpus []string
+		for w := range workers {
+			cpus = append(cpus, strconv.Itoa((i*workers+w)%runtime.NumCPU()))
+		}
+		mustNode(b, urls, ns, workers, envCPUs+"="+strings.Join(cpus, ","))
 	}
 	return mustConnect(b, &Config{URLs: urls, Namespace: ns, Workers: slots, Memory: true})
 }
@@ -88,4 +96,63 @@ func BenchmarkApply(b *testing.B) {
 	})
 }
 
-var _ = strconv.Itoa
+// BenchmarkKDESweep runs the seed's sweep (100 widths, n = 1e6 samples)
+// through 2 nodes of 1 worker each and through a local pool of 2, the
+// samples shared once (through the object store for the nodes: the warm-up
+// sweep ships them), and reports the cluster's speed relative to the local
+// pool's. Every sweep is checked bit-identical to the serial one.
+//
+//	go test -run '^$' -bench KDESweep -benchtime 5x ./cluster
+func BenchmarkKDESweep(b *testing.B) {
+	ctx := context.Background()
+	x := []float64{0, 0}
+	widths := kde.Linspace(1.0, 1.2, 100)
+	for _, n := range []int{1_000_000} {
+		samples, err := kde.NormalSamples(n, x, []float64{1, 0, 0, 1}, 123)
+		if err != nil {
+			b.Fatal(err)
+		}
+		want, err := kde.Sweep(samples, x, widths, kde.Hypercube)
+		if err != nil {
+			b.Fatal(err)
+		}
+		shared, err := kde.ShareSamples(samples)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer shared.Close()
+		var localNs float64
+		run := func(name string, p *pool.Pool) {
+			b.Run(name+"/n=1e"+strconv.Itoa(len(strconv.Itoa(n))-1), func(b *testing.B) {
+				sweep := func() {
+					got, err := kde.SweepPool(ctx, p, shared, x, widths, kde.Hypercube)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if !slices.Equal(got, want) {
+						b.Fatal("sweep differs from the serial sweep")
+					}
+				}
+				sweep() // warm: workers started, samples mapped (shipped)
+				b.ResetTimer()
+				for b.Loop() {
+					sweep()
+				}
+				ns := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+				if localNs == 0 {
+					localNs = ns
+				} else {
+					b.ReportMetric(localNs/ns, "x-local")
+				}
+				b.ReportMetric(ns/1e6, "ms/sweep")
+			})
+		}
+		local, err := pool.New(&pool.Config{Workers: 2})
+		if err != nil {
+			b.Fatal(err)
+		}
+		run("mode=local/workers=2", local)
+		local.Close()
+		run("mode=cluster/nodes=2x1", mustNodes(b, "kde", 2, 1, 2))
+	}
+}

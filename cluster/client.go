@@ -115,7 +115,7 @@ func (cl *client) open(ctx context.Context) (*pool.Pool, error) {
 		return nil, fmt.Errorf("cluster: subscribe: %w", err)
 	}
 	for range cl.cfg.Nodes {
-		np, err := startNode(urls, cl.cfg.Namespace, cl.cfg.NodeWorkers)
+		np, err := startNode(urls, cl.cfg.Namespace, cl.cfg.NodeWorkers, cl.cfg.Nodes > 1)
 		if err != nil {
 			return nil, err
 		}

@@ -49,8 +49,9 @@ func mustServer(tb testing.TB) *Server {
 }
 
 // mustNode starts this test binary as a node of ns on urls, with workers
-// local workers; it is SIGKILLed (if still running) and reaped at cleanup.
-func mustNode(tb testing.TB, urls []string, ns string, workers int) *exec.Cmd {
+// local workers (unpinned: several nodes share this machine); it is
+// drained, or SIGKILLed after 10 s, and reaped at cleanup.
+func mustNode(tb testing.TB, urls []string, ns string, workers int, env ...string) *exec.Cmd {
 	tb.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -58,7 +59,8 @@ func mustNode(tb testing.TB, urls []string, ns string, workers int) *exec.Cmd {
 	}
 	cmd := exec.Command(exe)
 	cmd.Env = append(os.Environ(), NodeEnv(urls, ns, workers)...)
-	cmd.Env = append(cmd.Env, envName+"=node-"+strconv.Itoa(len(urls))+"-"+ns)
+	cmd.Env = append(cmd.Env, envName+"=node-"+strconv.Itoa(len(urls))+"-"+ns, envCPUs+"=none")
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		tb.Fatal(err)

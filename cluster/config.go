@@ -38,7 +38,8 @@ type Config struct {
 
 	// Nodes is the number of node processes Connect starts on this
 	// machine (this binary re-executed in node mode, see Serve), each
-	// with NodeWorkers workers; Close stops them. Zero means 1 with the
+	// with NodeWorkers workers (unpinned when there are several, so that
+	// they do not share CPUs); Close stops them. Zero means 1 with the
 	// embedded server and none with URLs.
 	Nodes int
 

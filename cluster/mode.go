@@ -23,8 +23,10 @@ import (
 //	MPROC_NODE=nats://host1:4222,nats://host2:4222  (required: the servers)
 //	MPROC_NODE_NAMESPACE=mproc    MPROC_NODE_NAME=host-a
 //	MPROC_NODE_WORKERS=0          MPROC_NODE_CREDS=/path/user.creds
-//	MPROC_NODE_TASK_TIMEOUT=30s
+//	MPROC_NODE_TASK_TIMEOUT=30s       MPROC_NODE_CPUS=0,1 (or "none": unpinned)
 //
+// Several nodes on one machine must not pin their workers to the same
+// CPUs: give each its own MPROC_NODE_CPUS, or "none".
 // SIGTERM or SIGINT drains it: it stops pulling, finishes what it holds
 // and exits 0.
 const (
@@ -34,6 +36,7 @@ const (
 	envWorkers     = "MPROC_NODE_WORKERS"
 	envCreds       = "MPROC_NODE_CREDS"
 	envTaskTimeout = "MPROC_NODE_TASK_TIMEOUT"
+	envCPUs        = "MPROC_NODE_CPUS"
 )
 
 func init() {
@@ -46,7 +49,7 @@ func nodeMain() (int, bool) {
 		return 0, false
 	}
 	cfg := &NodeConfig{URLs: strings.Split(urls, ","), Namespace: os.Getenv(envNamespace), Name: os.Getenv(envName), Pool: &pool.Config{}}
-	for _, k := range []string{envNode, envNamespace, envName, envWorkers, envCreds, envTaskTimeout} {
+	for _, k := range []string{envNode, envNamespace, envName, envWorkers, envCreds, envTaskTimeout, envCPUs} {
 		defer os.Unsetenv(k) // the local pool's workers are not nodes
 	}
 	if v := os.Getenv(envWorkers); v != "" {
@@ -64,6 +67,20 @@ func nodeMain() (int, bool) {
 			return 2, true
 		}
 		cfg.Pool.TaskTimeout = d
+	}
+	switch v := os.Getenv(envCPUs); v {
+	case "":
+	case "none":
+		cfg.Pool.NoPin = true
+	default:
+		for _, f := range strings.Split(v, ",") {
+			c, err := strconv.Atoi(f)
+			if err != nil || c < 0 {
+				fmt.Fprintf(os.Stderr, "mproc node: %s=%q: want CPU numbers or \"none\"\n", envCPUs, v)
+				return 2, true
+			}
+			cfg.Pool.CPUs = append(cfg.Pool.CPUs, c)
+		}
 	}
 	if v := os.Getenv(envCreds); v != "" {
 		cfg.Options = append(cfg.Options, nats.UserCredentials(v))
@@ -98,13 +115,16 @@ type nodeProc struct {
 	done chan struct{}
 }
 
-func startNode(urls []string, ns string, workers int) (*nodeProc, error) {
+func startNode(urls []string, ns string, workers int, unpinned bool) (*nodeProc, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("cluster: start node: %w", err)
 	}
 	cmd := exec.Command(exe)
 	cmd.Env = append(os.Environ(), NodeEnv(urls, ns, workers)...)
+	if unpinned {
+		cmd.Env = append(cmd.Env, envCPUs+"=none")
+	}
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("cluster: start node: %w", err)
