@@ -4,8 +4,8 @@ import (
 	"context"
 	"runtime"
 	"slices"
-	"strings"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
