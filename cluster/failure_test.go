@@ -3,6 +3,7 @@ package cluster
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -214,4 +215,91 @@ func TestServerKilledMidMap(t *testing.T) {
 	start := time.Now()
 	checkOnce(t, pool.ImapUnordered(context.Background(), p, slowCube, ints(1000)), 1000)
 	t.Logf("1000 tasks of 2 ms on a 3-server cluster, one server killed at 0.5 s: %v", time.Since(start))
+}
+
+// killNode kills the node its worker runs under: the chunk is lost
+// mid-run, as on a machine that fails.
+var killNode = pool.Register("cluster.killnode", func(int) (int, error) {
+	if p, err := os.FindProcess(os.Getppid()); err == nil {
+		p.Kill()
+	}
+	time.Sleep(time.Minute)
+	return 0, nil
+})
+
+func TestMaxDeliverGivesWorkerError(t *testing.T) {
+	s := mustServer(t)
+	urls := []string{s.URL()}
+	mustNode(t, urls, "lost", 1)
+	p := mustConnect(t, &Config{URLs: urls, Namespace: "lost", Workers: 2, Retries: -1, AckWait: 500 * time.Millisecond, Memory: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, err := pool.Apply(ctx, p, killNode, 0)
+	var we *pool.WorkerError
+	if !errors.As(err, &we) || we.Node != "node-1-lost" || we.Func != "cluster.killnode" {
+		t.Fatalf("Apply(a task that kills its node) = %v, want a *WorkerError naming node-1-lost", err)
+	}
+	t.Logf("%v", err)
+}
+
+func TestNodeTaskTimeout(t *testing.T) {
+	s := mustServer(t)
+	urls := []string{s.URL()}
+	mustNode(t, urls, "slow", 1, envTaskTimeout+"=200ms")
+	p := mustConnect(t, &Config{URLs: urls, Namespace: "slow", Workers: 2, Memory: true})
+	ctx := context.Background()
+	_, err := pool.Apply(ctx, p, nap, 5*time.Second)
+	var te *pool.TaskError
+	if !errors.Is(err, pool.ErrTaskTimeout) || !errors.As(err, &te) || te.Node == "" {
+		t.Fatalf("Apply(a task over the node's TaskTimeout) = %v, want a *TaskError wrapping ErrTaskTimeout naming the node", err)
+	}
+	// The node replaced its worker and serves on.
+	if v, err := pool.Apply(ctx, p, cube, 3); err != nil || v != 27 {
+		t.Fatalf("Apply(cube, 3) after a timeout = %v, %v", v, err)
+	}
+}
+
+func TestCallCancelledDropsItsItems(t *testing.T) {
+	s := mustServer(t)
+	urls := []string{s.URL()}
+	mustNode(t, urls, "cancel", 1)
+	p := mustConnect(t, &Config{URLs: urls, Namespace: "cancel", Workers: 2, Memory: true})
+	args := make([]time.Duration, 400)
+	for i := range args {
+		args[i] = 10 * time.Millisecond
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if _, err := pool.Map(ctx, p, nap, args); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Map() = %v, want DeadlineExceeded", err)
+	}
+	cancelled := time.Now()
+	nc, err := nats.Connect(s.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	n := namesFor("cancel")
+	for {
+		c, err := js.Consumer(context.Background(), n.stream, n.consumer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := c.Info(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.NumPending == 0 && info.NumAckPending == 0 {
+			break
+		}
+		if time.Since(cancelled) > 3*time.Second {
+			t.Fatalf("3 s after the call was cancelled: %d chunks pending, %d on the node (4 s of work were queued)", info.NumPending, info.NumAckPending)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The pool serves on.
+	if v, err := pool.Apply(context.Background(), p, cube, 2); err != nil || v != 8 {
+		t.Fatalf("Apply(cube, 2) after a cancelled Map = %v, %v", v, err)
+	}
 }

@@ -231,7 +231,7 @@ func (l *slotLink) lost(job uint64, first, count int, deliveries uint64) {
 		node, pid = js.node, js.pid
 	}
 	l.mu.Unlock()
-	text := fmt.Sprintf("node stopped answering: the chunk was delivered %d times (MaxDeliver) and never acknowledged", deliveries)
+	text := fmt.Sprintf("its node stopped answering: the chunk reached MaxDeliver (%d deliveries) unacknowledged", deliveries)
 	l.feed(bridge.FailedResult(job, first, count, node, pid, false, text))
 }
 
