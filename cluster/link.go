@@ -150,6 +150,10 @@ func (l *slotLink) Send(ctx context.Context, msg []byte) error {
 	return nil
 }
 
+// maxHeld bounds the early parts held per chunk: a chunk travels in a few
+// parts (a task message is at most 4 MiB), so more is a broken peer.
+const maxHeld = 256
+
 // Kinds of messages on a result subject besides pool's result messages.
 const (
 	kindStop  = 3    // pool's stop message (never published)
@@ -183,6 +187,10 @@ func (l *slotLink) feed(data []byte) {
 		return // done, aborted, or not this slot's
 	}
 	if first > js.next {
+		if len(js.held) >= maxHeld {
+			l.mu.Unlock()
+			return // not from well-behaved nodes; a redelivery fills the gap
+		}
 		js.held[first] = append([]byte(nil), data...)
 		l.mu.Unlock()
 		return
