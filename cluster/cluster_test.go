@@ -277,3 +277,35 @@ func TestNamespacesIsolated(t *testing.T) {
 		}
 	}
 }
+
+// Registered differently in nodes (MPROC_NODE is set while their package
+// init runs) and in this client: the node checks names and types itself.
+var (
+	clientOnly = func() pool.Func[int, int] {
+		if os.Getenv(envNode) != "" {
+			return pool.Func[int, int]{}
+		}
+		return pool.Register("cluster.clientonly", func(x int) (int, error) { return x, nil })
+	}()
+	otherTypes = func() pool.Func[string, int] {
+		if os.Getenv(envNode) != "" {
+			pool.Register("cluster.types", func(x int) (int, error) { return x, nil })
+			return pool.Func[string, int]{}
+		}
+		return pool.Register("cluster.types", func(s string) (int, error) { return len(s), nil })
+	}()
+)
+
+func TestFunctionsCheckedOnTheNode(t *testing.T) {
+	p := mustConnect(t, &Config{Nodes: 1, NodeWorkers: 1, Memory: true})
+	ctx := context.Background()
+	if _, err := pool.Apply(ctx, p, clientOnly, 1); !errors.Is(err, pool.ErrUnknownFunc) {
+		t.Fatalf("Apply(a function the node lacks) = %v, want ErrUnknownFunc", err)
+	}
+	_, err := pool.Map(ctx, p, otherTypes, []string{"a", "bb"})
+	var te *pool.TaskError
+	if !errors.Is(err, pool.ErrFuncMismatch) || !errors.As(err, &te) || te.Node == "" {
+		t.Fatalf("Map(a function of other types on the node) = %v, want ErrFuncMismatch naming the node", err)
+	}
+	t.Logf("%v", err)
+}

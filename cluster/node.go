@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,7 +52,7 @@ func Serve(ctx context.Context, cfg *NodeConfig) error {
 	n := &node{
 		n: namesFor(ns), name: name, local: local, workers: len(local.Stats()),
 		alive: make(map[string]aliveEntry), cancelled: make(map[jobKey]time.Time),
-		running: make(map[jobKey]context.CancelFunc),
+		running: make(map[jobKey][]*partRun),
 	}
 	err = n.serve(ctx, cfg)
 	return errors.Join(err, local.Close())
@@ -70,8 +71,11 @@ type node struct {
 	mu        sync.Mutex
 	alive     map[string]aliveEntry // client -> last liveness check
 	cancelled map[jobKey]time.Time  // cancel messages for jobs not running here
-	running   map[jobKey]context.CancelFunc
+	running   map[jobKey][]*partRun
 }
+
+// partRun is one task part running on this node.
+type partRun struct{ cancel context.CancelFunc }
 
 type jobKey struct {
 	client string
@@ -215,15 +219,22 @@ func (n *node) handle(ctx context.Context, m jetstream.Msg) {
 	key := jobKey{client, job}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	run := &partRun{cancel: cancel}
 	n.mu.Lock()
 	_, dropped := n.cancelled[key]
 	if !dropped {
-		n.running[key] = cancel
+		// Parts of one chunk may run here side by side: a cancel
+		// reaches them all.
+		n.running[key] = append(n.running[key], run)
 	}
 	n.mu.Unlock()
 	defer func() {
 		n.mu.Lock()
-		delete(n.running, key)
+		if rest := slices.DeleteFunc(n.running[key], func(r *partRun) bool { return r == run }); len(rest) > 0 {
+			n.running[key] = rest
+		} else {
+			delete(n.running, key)
+		}
 		n.mu.Unlock()
 	}()
 	if dropped || !n.clientAlive(client) {
@@ -340,8 +351,8 @@ func (n *node) onCancel(m *nats.Msg) {
 	key := jobKey{client, binary.LittleEndian.Uint64(m.Data)}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if cancel := n.running[key]; cancel != nil {
-		cancel()
+	for _, r := range n.running[key] {
+		r.cancel()
 	}
 	if len(n.cancelled) >= maxRemembered {
 		for k, at := range n.cancelled {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -54,8 +55,8 @@ func runMessage(ctx context.Context, pa any, msg []byte, node string, limit int,
 	w := resultWriter{job: job, first: first, limit: limit, node: node, emit: emit, start: time.Now()}
 	e, status, detail := lookup(name, h.extra)
 	if e == nil {
-		for range count {
-			if err := w.add(status, 0, []byte(detail)); err != nil {
+		for range count { // checked by the node process itself: its pid
+			if err := w.add(status, os.Getpid(), []byte(detail)); err != nil {
 				return bridge.Cancelled, err
 			}
 		}
