@@ -51,7 +51,7 @@ func mustServer(tb testing.TB) *Server {
 // mustNode starts this test binary as a node of ns on urls, with workers
 // local workers (unpinned: several nodes share this machine); it is
 // drained, or SIGKILLed after 10 s, and reaped at cleanup.
-func mustNode(tb testing.TB, urls []string, ns string, workers int, env ...string) *exec.Cmd {
+func mustNode(tb testing.TB, urls []string, ns string, workers int, env ...string) *testNode {
 	tb.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -66,7 +66,7 @@ func mustNode(tb testing.TB, urls []string, ns string, workers int, env ...strin
 		tb.Fatal(err)
 	}
 	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
+	go func() { cmd.Wait(); close(done) }() // sets ProcessState
 	tb.Cleanup(func() {
 		cmd.Process.Signal(os.Interrupt)
 		select {
@@ -76,7 +76,19 @@ func mustNode(tb testing.TB, urls []string, ns string, workers int, env ...strin
 			<-done
 		}
 	})
-	return cmd
+	return &testNode{Cmd: cmd, done: done}
+}
+
+// testNode is a node process started by mustNode.
+type testNode struct {
+	*exec.Cmd
+	done chan struct{} // closed once it is reaped
+}
+
+// exited waits for the node's end and returns its state.
+func (n *testNode) exited() *os.ProcessState {
+	<-n.done
+	return n.ProcessState
 }
 
 // mustConnect connects a client pool and closes it at cleanup.
@@ -264,7 +276,7 @@ func TestNamespacesIsolated(t *testing.T) {
 	ctx := context.Background()
 	for _, tc := range []struct {
 		p    *pool.Pool
-		node *exec.Cmd
+		node *testNode
 	}{{pa, a}, {pb, b}} {
 		got, err := pool.Map(ctx, tc.p, where, make([]time.Duration, 200))
 		if err != nil {

@@ -303,3 +303,34 @@ func TestCallCancelledDropsItsItems(t *testing.T) {
 		t.Fatalf("Apply(cube, 2) after a cancelled Map = %v, %v", v, err)
 	}
 }
+
+func TestNodeDrainsOnSIGTERM(t *testing.T) {
+	s := mustServer(t)
+	urls := []string{s.URL()}
+	leaving := mustNode(t, urls, "drain", 1)
+	// AckWait far longer than the test: a chunk the leaving node dropped
+	// instead of finishing would stall the call.
+	p := mustConnect(t, &Config{URLs: urls, Namespace: "drain", Workers: 4, AckWait: time.Minute, Memory: true})
+	args := make([]time.Duration, 40)
+	for i := range args {
+		args[i] = 50 * time.Millisecond
+	}
+	r := pool.MapAsync(p, where, args)
+	time.Sleep(300 * time.Millisecond)
+	staying := mustNode(t, urls, "drain", 1)
+	if err := leaving.Process.Signal(drainSignals[0]); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	got, err := r.Get(ctx)
+	if err != nil {
+		t.Fatalf("Map() while a node drains = %v", err)
+	}
+	if st := leaving.exited(); !st.Success() {
+		t.Fatalf("drained node exited with %v, want status 0", st)
+	}
+	if !slices.Contains(got, leaving.Process.Pid) || !slices.Contains(got, staying.Process.Pid) {
+		t.Fatalf("tasks ran on %v, want both the leaving and the staying node", got)
+	}
+}
