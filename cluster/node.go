@@ -45,6 +45,9 @@ func Serve(ctx context.Context, cfg *NodeConfig) error {
 	if len(name) > 255 {
 		name = name[:255]
 	}
+	if !hookFetch() {
+		return errors.New("cluster: Serve inside a pool worker: shared inputs could not be resolved")
+	}
 	local, err := pool.New(cfg.Pool)
 	if err != nil {
 		return fmt.Errorf("cluster: node pool: %w", err)
@@ -65,6 +68,7 @@ type node struct {
 	workers int
 	nc      *nats.Conn
 	subs    []*nats.Subscription
+	unhook  func() // stops resolving segments for this process
 	limit   int           // bytes of one result message
 	ackWait time.Duration // the consumer's
 
@@ -132,6 +136,7 @@ func (n *node) serve(ctx context.Context, cfg *NodeConfig) error {
 		return err
 	}
 	defer func() {
+		n.unhook()
 		for _, s := range n.subs {
 			s.Unsubscribe()
 		}

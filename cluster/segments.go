@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -182,10 +183,37 @@ type nodeSegments struct {
 	have map[uint64]bool // ids fetched into this process
 }
 
-var setFetch sync.Once
+// current is the serving node's side; hookFetch makes this process's
+// shm.Lookup ask it for unknown segments. It is process-wide: one node per
+// process at a time.
+var (
+	current  atomic.Pointer[nodeSegments]
+	hookOnce sync.Once
+	hooked   bool
+)
 
-// openNodeSegments makes this process's shm.Lookup fetch unknown segments
-// from the object store. It is process-wide: one node per process.
+// hookFetch sets fdpass.Fetch, once, before the node's local pool starts
+// any worker that could read it. It reports false if something else
+// resolves segments in this process (a node inside a pool worker).
+func hookFetch() bool {
+	hookOnce.Do(func() {
+		if fdpass.Fetch == nil {
+			fdpass.Fetch, hooked = fetchCurrent, true
+		}
+	})
+	return hooked
+}
+
+func fetchCurrent(id uint64) (*os.File, error) {
+	ns := current.Load()
+	if ns == nil {
+		return nil, fmt.Errorf("cluster: segment %#x: the node is not connected to its object store", id)
+	}
+	return ns.fetch(id)
+}
+
+// openNodeSegments makes this node's shm.Lookup fetch unknown segments
+// from the object store.
 func (n *node) openNodeSegments(ctx context.Context, js jetstream.JetStream) error {
 	ns := &nodeSegments{n: n, have: make(map[uint64]bool)}
 	for {
@@ -200,17 +228,13 @@ func (n *node) openNodeSegments(ctx context.Context, js jetstream.JetStream) err
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	ok := false
-	setFetch.Do(func() {
-		if fdpass.Fetch == nil {
-			fdpass.Fetch, ok = ns.fetch, true
-		}
-	})
-	if !ok {
-		return errors.New("cluster: another node or worker in this process resolves segments already")
+	if !current.CompareAndSwap(nil, ns) {
+		return errors.New("cluster: another node in this process resolves segments already")
 	}
+	n.unhook = func() { current.CompareAndSwap(ns, nil) }
 	sub, err := n.nc.Subscribe(n.n.release(), ns.onRelease)
 	if err != nil {
+		n.unhook()
 		return fmt.Errorf("cluster: node subscribe: %w", err)
 	}
 	n.subs = append(n.subs, sub)
