@@ -146,64 +146,45 @@ func (n *node) serve(ctx context.Context, cfg *NodeConfig) error {
 		n.ackWait = info.Config.AckWait
 	}
 
-	// Hold at most two chunks per local worker: one running, one queued,
-	// as the pool does per worker; the rest stay in the stream for other
-	// nodes.
+	// Hold at most two chunks per local worker (one running, one queued,
+	// as the pool does per worker); the rest stay in the stream for other
+	// nodes. Each of that many pullers keeps one pull request waiting, so
+	// a part published to an idle node is delivered at once.
 	capacity := 2 * n.workers
-	free := make(chan struct{}, capacity)
-	for range capacity {
-		free <- struct{}{}
-	}
 	// Chunks run on a context of their own: a drain lets them finish.
 	work, stopWork := context.WithCancel(context.Background())
 	defer stopWork()
 	var wg sync.WaitGroup
-	defer wg.Wait()
-	for ctx.Err() == nil {
-		if nc.IsClosed() {
-			return errors.New("cluster: node connection closed")
-		}
-		select {
-		case <-free:
-		case <-ctx.Done():
-			continue
-		}
-		k := 1
-		for k < capacity {
-			select {
-			case <-free:
-				k++
-				continue
-			default:
-			}
-			break
-		}
-		batch, err := cons.Fetch(k, jetstream.FetchMaxWait(time.Second))
+	for range capacity {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n.pull(ctx, work, cons)
+		}()
+	}
+	wg.Wait()
+	if nc.IsClosed() {
+		return errors.New("cluster: node connection closed")
+	}
+	return nil
+}
+
+// pull runs one part at a time until ctx ends; a part delivered after
+// that still runs (a drain).
+func (n *node) pull(ctx, work context.Context, cons jetstream.Consumer) {
+	for ctx.Err() == nil && !n.nc.IsClosed() {
+		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
 		if err != nil {
-			for range k {
-				free <- struct{}{}
-			}
 			select {
 			case <-ctx.Done():
 			case <-time.After(100 * time.Millisecond): // failing over
 			}
 			continue
 		}
-		got := 0
 		for m := range batch.Messages() {
-			got++
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				n.handle(work, m)
-				free <- struct{}{}
-			}()
-		}
-		for ; got < k; got++ {
-			free <- struct{}{}
+			n.handle(work, m)
 		}
 	}
-	return nil
 }
 
 // handle runs one task part and settles its message: Ack once the client
