@@ -207,7 +207,8 @@ func TestServerKilledMidMap(t *testing.T) {
 	}
 	mustNode(t, urls, "ha", 1)
 	mustNode(t, slices.Concat(urls[1:], urls[:1]), "ha", 1)
-	p := mustConnect(t, &Config{URLs: urls, Namespace: "ha", Workers: 4, Replicas: 3, AckWait: 2 * time.Second})
+	// The client connects to the server that is killed: it must fail over.
+	p := mustConnect(t, &Config{URLs: urls, Namespace: "ha", Workers: 4, Replicas: 3, AckWait: 2 * time.Second, Options: []nats.Option{nats.DontRandomize()}})
 	go func() {
 		time.Sleep(500 * time.Millisecond)
 		servers[0].Close()

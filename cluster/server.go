@@ -32,7 +32,7 @@ func StartServer() (*Server, error) {
 
 // StartServers starts n embedded servers forming one JetStream cluster
 // (routes on 127.0.0.1, random ports) and returns once every server takes
-// connections and the cluster has a JetStream meta leader. On failure it
+// connections and the JetStream meta leader counts all of them online. On failure it
 // stops those it started.
 func StartServers(n int) ([]*Server, error) {
 	if n < 1 {
@@ -71,18 +71,16 @@ func StartServers(n int) ([]*Server, error) {
 		}
 		out = append(out, s)
 	}
+	// Ready once the meta leader counts every server online with current
+	// stats: before that, placing an R3 stream fails ("peer offline").
 	for deadline := time.Now().Add(20 * time.Second); ; {
-		leader := false
 		for _, s := range out {
-			if s.s.JetStreamIsLeader() {
-				leader = true
+			if s.s.JetStreamIsLeader() && len(s.s.JetStreamClusterPeers()) == n {
+				return out, nil
 			}
 		}
-		if leader {
-			return out, nil
-		}
 		if time.Now().After(deadline) {
-			return fail(errors.New("cluster: embedded servers elected no JetStream leader in 20 s"))
+			return fail(errors.New("cluster: embedded servers formed no JetStream cluster of every server in 20 s"))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
