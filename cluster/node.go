@@ -68,7 +68,7 @@ type node struct {
 	workers int
 	nc      *nats.Conn
 	subs    []*nats.Subscription
-	unhook  func() // stops resolving segments for this process
+	unhook  func()        // stops resolving segments for this process
 	limit   int           // bytes of one result message
 	ackWait time.Duration // the consumer's
 
