@@ -56,7 +56,10 @@ type client struct {
 	mu     sync.Mutex
 	links  map[int]*slotLink // slot -> its current link
 	seqs   map[uint64]seqRef // stream sequence of a message -> its part
-	finals int               // procs stopped or killed: once all are, shut down
+	live   int               // virtual workers started and not closed
+
+	shutOnce sync.Once
+	shutErr  error
 	done   bool
 }
 
@@ -177,6 +180,7 @@ func (cl *client) Start(slot int) (bridge.Proc, error) {
 	}
 	l := newSlotLink(cl, slot)
 	cl.links[slot] = l
+	cl.live++
 	return l, nil
 }
 
@@ -270,13 +274,15 @@ func (cl *client) forget(seqs []uint64) {
 	cl.mu.Unlock()
 }
 
-// final counts a virtual worker stopped or killed for good; it reports
-// whether it was the last, so that its Close shuts the client down.
+// final counts a virtual worker closed; it reports whether none is left,
+// so that its Close shuts the client down. The pool replaces a worker only
+// after a broken message, which the link never produces; otherwise every
+// worker ends together, at Close (a stop message each) or Terminate.
 func (cl *client) final() bool {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
-	cl.finals++
-	if cl.finals < cl.cfg.Workers || cl.done {
+	cl.live--
+	if cl.live > 0 || cl.done {
 		return false
 	}
 	cl.done = true
@@ -287,6 +293,11 @@ func (cl *client) final() bool {
 // the node processes it started (asked to drain first), and the embedded
 // server with its store.
 func (cl *client) shutdown() error {
+	cl.shutOnce.Do(func() { cl.shutErr = cl.release() })
+	return cl.shutErr
+}
+
+func (cl *client) release() error {
 	var errs []error
 	if cl.segs != nil {
 		cl.segs.close()
