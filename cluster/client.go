@@ -53,14 +53,14 @@ type client struct {
 	maxPart int // bytes of one task or result message
 	segs    *segments
 
-	mu     sync.Mutex
-	links  map[int]*slotLink // slot -> its current link
-	seqs   map[uint64]seqRef // stream sequence of a message -> its part
-	live   int               // virtual workers started and not closed
+	mu    sync.Mutex
+	links map[int]*slotLink // slot -> its current link
+	seqs  map[uint64]seqRef // stream sequence of a message -> its part
+	live  int               // virtual workers started and not closed
 
 	shutOnce sync.Once
 	shutErr  error
-	done   bool
+	done     bool
 }
 
 // seqRef names the part of a chunk stored under a stream sequence.
