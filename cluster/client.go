@@ -178,6 +178,9 @@ func (cl *client) Start(slot int) (bridge.Proc, error) {
 	if cl.done {
 		return nil, pool.ErrClosed
 	}
+	if cl.nc.IsClosed() {
+		return nil, fmt.Errorf("cluster: %w", nats.ErrConnectionClosed)
+	}
 	l := newSlotLink(cl, slot)
 	cl.links[slot] = l
 	cl.live++

@@ -95,6 +95,11 @@
 // default, less a little for headers) fails alone with pool.ErrTooLarge:
 // put bulk data in a frozen shm.Array, or raise max_payload.
 //
+// While no server is reachable, calls wait: the connection reconnects
+// forever and publishes are retried, so bound calls with a context. A
+// connection closed for good (Config.Options can make reconnects give up)
+// ends the virtual workers, and the pool's calls fail.
+//
 // pool.Pool.Stats and Layout describe the virtual slots, not the nodes'
 // workers. Nodes run only on Linux, like the pool they run.
 package cluster

@@ -135,7 +135,10 @@ func (l *slotLink) Send(ctx context.Context, msg []byte) error {
 		id := l.cl.id + "." + strconv.FormatUint(job, 10) + "." + strconv.Itoa(first+lo)
 		seq, err := l.cl.publish(l.ctx, subj, id, part)
 		if err != nil {
-			return err // stopped or killed meanwhile: the pool settles
+			// Stopped or killed meanwhile, or the connection is closed
+			// for good: the worker ends and the pool settles its chunks.
+			l.end()
+			return err
 		}
 		l.mu.Lock()
 		if js, ok := l.jobs[job]; ok {

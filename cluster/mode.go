@@ -49,9 +49,6 @@ func nodeMain() (int, bool) {
 		return 0, false
 	}
 	cfg := &NodeConfig{URLs: strings.Split(urls, ","), Namespace: os.Getenv(envNamespace), Name: os.Getenv(envName), Pool: &pool.Config{}}
-	for _, k := range []string{envNode, envNamespace, envName, envWorkers, envCreds, envTaskTimeout, envCPUs} {
-		defer os.Unsetenv(k) // the local pool's workers are not nodes
-	}
 	if v := os.Getenv(envWorkers); v != "" {
 		w, err := strconv.Atoi(v)
 		if err != nil || w < 0 {
@@ -85,7 +82,9 @@ func nodeMain() (int, bool) {
 	if v := os.Getenv(envCreds); v != "" {
 		cfg.Options = append(cfg.Options, nats.UserCredentials(v))
 	}
-	os.Unsetenv(envNode)
+	for _, k := range []string{envNode, envNamespace, envName, envWorkers, envCreds, envTaskTimeout, envCPUs} {
+		os.Unsetenv(k) // the local pool's workers are not nodes
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), drainSignals...)
 	defer stop()
 	if err := Serve(ctx, cfg); err != nil {
