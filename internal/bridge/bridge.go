@@ -1,11 +1,3 @@
-// Package bridge lets package cluster build a pool.Pool on its own
-// transport, and run task messages on a local pool, without widening pool's
-// exported surface. Package pool fills in the function variables in its
-// init; package cluster fills in NodeMain in its own. Nothing else may use
-// it: every type here is an internal contract between those two packages.
-//
-// bridge imports neither: pool adapts these interfaces to its unexported
-// backend, proc and link (pool/remote.go), so the two never form a cycle.
 package bridge
 
 import (
@@ -64,9 +56,8 @@ const (
 
 // Set by package pool's init.
 var (
-	// NewPool returns a *pool.Pool (as any) of workers slots on b, with
-	// the given retry count for pool's own bookkeeping (cluster passes a
-	// negative count: JetStream's MaxDeliver owns retries).
+	// NewPool returns a *pool.Pool (as any) of workers slots on b. Its
+	// core never retries a chunk: JetStream's MaxDeliver owns retries.
 	NewPool func(workers int, b Backend) (any, error)
 
 	// RunMessage runs one task message (pool's wire format, hostile) on
