@@ -27,7 +27,7 @@ type Server struct {
 // StartServer starts one embedded server and returns once it takes
 // connections.
 func StartServer() (*Server, error) {
-	return startServer("", 0, nil)
+	return startServer("", 0, nil, nil)
 }
 
 // StartServers starts n embedded servers forming one JetStream cluster
@@ -65,7 +65,7 @@ func StartServers(n int) ([]*Server, error) {
 		return nil, err
 	}
 	for i := range n {
-		s, err := startServer("mproc", ports[i], routes)
+		s, err := startServer("mproc", ports[i], routes, nil)
 		if err != nil {
 			return fail(err)
 		}
@@ -86,7 +86,9 @@ func StartServers(n int) ([]*Server, error) {
 	}
 }
 
-func startServer(clusterName string, routePort int, routes []*url.URL) (*Server, error) {
+// startServer starts one server; tweak, if not nil, changes its options
+// (the tests' authorization).
+func startServer(clusterName string, routePort int, routes []*url.URL, tweak func(*server.Options)) (*Server, error) {
 	dir, err := os.MkdirTemp("", "mproc-nats-")
 	if err != nil {
 		return nil, fmt.Errorf("cluster: embedded server store: %w", err)
@@ -105,6 +107,9 @@ func startServer(clusterName string, routePort int, routes []*url.URL) (*Server,
 		opts.ServerName = "mproc-" + strconv.Itoa(routePort)
 		opts.Cluster = server.ClusterOpts{Name: clusterName, Host: "127.0.0.1", Port: routePort}
 		opts.Routes = routes
+	}
+	if tweak != nil {
+		tweak(opts)
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {
