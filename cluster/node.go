@@ -68,7 +68,8 @@ type node struct {
 	workers int
 	nc      *nats.Conn
 	subs    []*nats.Subscription
-	unhook  func()        // stops resolving segments for this process
+	unhook  func() // stops resolving segments for this process
+	stop    context.CancelCauseFunc
 	limit   int           // bytes of one result message
 	ackWait time.Duration // the consumer's
 
@@ -151,6 +152,9 @@ func (n *node) serve(ctx context.Context, cfg *NodeConfig) error {
 	// nodes. Each of that many pullers keeps one pull request waiting, so
 	// a part published to an idle node is delivered at once.
 	capacity := 2 * n.workers
+	// A node whose local pool cannot run parts any more stops pulling.
+	ctx, n.stop = context.WithCancelCause(ctx)
+	defer n.stop(nil)
 	// Chunks run on a context of their own: a drain lets them finish.
 	work, stopWork := context.WithCancel(context.Background())
 	defer stopWork()
@@ -165,6 +169,9 @@ func (n *node) serve(ctx context.Context, cfg *NodeConfig) error {
 	wg.Wait()
 	if nc.IsClosed() {
 		return errors.New("cluster: node connection closed")
+	}
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
 	}
 	return nil
 }
@@ -259,14 +266,22 @@ func (n *node) handle(ctx context.Context, m jetstream.Msg) {
 		m.TermWithReason("mproc: " + err.Error())
 	case errors.Is(err, errCallerGone) || (err == nil && outcome != bridge.Done):
 		m.Term()
+	case errors.Is(err, errReply):
+		m.Nak() // the caller is alive but unreachable now: run it again later
 	case err != nil:
-		m.Nak() // this node cannot run it now (its pool is closing)
+		// This node's pool cannot run it (no worker left): let another
+		// node have it, and stop pulling.
+		m.Nak()
+		n.stop(fmt.Errorf("cluster: node pool: %w", err))
 	default:
 		m.Ack()
 	}
 }
 
-var errCallerGone = errors.New("cluster: caller gone")
+var (
+	errCallerGone = errors.New("cluster: caller gone")
+	errReply      = errors.New("cluster: no answer to the results") // after retries
+)
 
 // reply sends one result message and waits until the client has it; a
 // client that is gone (no responders) or cancelled ends the chunk.
@@ -283,7 +298,7 @@ func (n *node) reply(ctx context.Context, client, subj string, msg []byte) error
 		case errors.Is(err, nats.ErrNoResponders) && !n.clientAlive(client):
 			return errCallerGone
 		case try >= 30:
-			return fmt.Errorf("cluster: reply to %s: %w", subj, err)
+			return fmt.Errorf("%w: %s: %w", errReply, subj, err)
 		}
 		time.Sleep(50 * time.Millisecond) // a server failing over
 	}
