@@ -46,6 +46,9 @@ func Init() {
 	initCalled.Store(true)
 	v, ok := os.LookupEnv(envWorker)
 	if !ok {
+		if code, isNode := nodeMain(); isNode { // a cluster node (remote.go)
+			os.Exit(code)
+		}
 		return
 	}
 	// Unset it so that a task which itself starts a pool is a parent.

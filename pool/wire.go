@@ -172,6 +172,9 @@ func encodeTask(dst []byte, e *entry, job uint64, flags uint8, args *encoded, lo
 // itemError turns a failed item's status and bytes into the caller's
 // error; nil for stOK.
 func itemError(status uint8, b []byte, name string, index int, id workerID) error {
+	if status == stRemote {
+		return remoteItemError(b, name, index) // remote.go
+	}
 	te := &TaskError{Func: name, Index: index, Pid: id.Pid, Node: id.Node}
 	switch status {
 	case stOK:

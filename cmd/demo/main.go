@@ -24,7 +24,7 @@ import (
 
 // config is the parsed command line.
 type config struct {
-	sections []int // 1..8, in the tour's order
+	sections []int // 1..9, in the tour's order
 	n        int
 	widths   int
 	procs    []int
@@ -66,6 +66,7 @@ var sectionTitles = [...]string{
 	6: "Benchmark: serial vs. goroutines vs. processes",
 	7: "System information",
 	8: "Where processes beat goroutines, measured",
+	9: "Cluster: the sweep through NATS JetStream, a node and a server killed",
 }
 
 func run(cfg *config, w io.Writer) error {
@@ -89,6 +90,8 @@ func run(cfg *config, w io.Writer) error {
 			err = sectionSysinfo(w, cfg)
 		case 8:
 			err = sectionBeat(w, cfg)
+		case 9:
+			err = sectionCluster(w, cfg)
 		}
 		if err != nil {
 			return fmt.Errorf("section %d: %w", s, err)
@@ -107,12 +110,13 @@ Runs mproc's tour of the seed's multiprocessing examples, sections:
   1 Process + Queue   2 ordered results   3 Pool (cube)   4 Parzen toy example
   5 window sweep      6 benchmark         7 system information
   8 where processes beat goroutines (a crashing task, a GC-heavy workload)
+  9 cluster (3 NATS servers and 3 nodes on this machine)
 
 flags:
 `)
 		fs.PrintDefaults()
 	}
-	section := fs.String("section", "all", "sections to run: `all` or a comma-separated list of 1-8")
+	section := fs.String("section", "all", "sections to run: `all` or a comma-separated list of 1-9")
 	n := fs.Int("n", 10000, "number of 2-D normal samples for sections 5 and 6 (try 1000000 to see the speedup grow)")
 	widths := fs.Int("widths", 100, "number of window widths in [1.0, 1.2] timed by the benchmark (section 6)")
 	procs := fs.String("procs", "2,3,4,6", "comma-separated worker counts timed by the benchmark")
@@ -150,15 +154,15 @@ flags:
 
 func parseSections(s string) ([]int, error) {
 	if s == "all" {
-		return []int{1, 2, 3, 4, 5, 6, 7, 8}, nil
+		return []int{1, 2, 3, 4, 5, 6, 7, 8, 9}, nil
 	}
 	secs, err := parseInts(s)
 	if err != nil {
 		return nil, fmt.Errorf("-section %q: %w", s, err)
 	}
 	for _, v := range secs {
-		if v > 8 {
-			return nil, fmt.Errorf("-section %q: no section %d (1-8)", s, v)
+		if v > 9 {
+			return nil, fmt.Errorf("-section %q: no section %d (1-9)", s, v)
 		}
 	}
 	slices.Sort(secs)

@@ -42,7 +42,7 @@ func TestTour(t *testing.T) {
 }
 
 func TestBadFlags(t *testing.T) {
-	for _, args := range [][]string{{"-section", "9"}, {"-n", "0"}, {"-procs", "x"}, {"stray"}} {
+	for _, args := range [][]string{{"-section", "10"}, {"-n", "0"}, {"-procs", "x"}, {"stray"}} {
 		var stderr strings.Builder
 		if _, err := parseFlags(args, &stderr); err == nil {
 			t.Errorf("parseFlags(%q) = nil error, want one", args)

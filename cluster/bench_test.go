@@ -1,0 +1,158 @@
+package cluster
+
+import (
+	"context"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mproc/mproc/kde"
+	"github.com/mproc/mproc/pool"
+)
+
+var tiny = pool.Register("cluster.tiny", func(x int32) (int32, error) { return x + 1, nil })
+
+// mustNodes starts k nodes of workers workers each on a fresh embedded
+// server and connects a client of slots virtual workers to them.
+func mustNodes(b *testing.B, ns string, k, workers, slots int) *pool.Pool {
+	s := mustServer(b)
+	urls := []string{s.URL()}
+	for i := range k {
+		// Node i's workers pinned to CPUs of their own, as a local pool's.
+		var cpus []string
+		for w := range workers {
+			cpus = append(cpus, strconv.Itoa((i*workers+w)%runtime.NumCPU()))
+		}
+		mustNode(b, urls, ns, workers, envCPUs+"="+strings.Join(cpus, ","))
+	}
+	return mustConnect(b, &Config{URLs: urls, Namespace: ns, Workers: slots, Memory: true})
+}
+
+// BenchmarkMapTiny maps 100,000 tiny tasks through 2 nodes on loopback
+// and reports the amortised cost per item, beside a local pool of 2.
+//
+//	go test -run '^$' -bench MapTiny -benchtime 5x ./cluster
+func BenchmarkMapTiny(b *testing.B) {
+	args := make([]int32, 100_000)
+	for i := range args {
+		args[i] = int32(i)
+	}
+	ctx := context.Background()
+	run := func(b *testing.B, p *pool.Pool) {
+		b.ReportAllocs()
+		for b.Loop() {
+			out, err := pool.Map(ctx, p, tiny, args)
+			if err != nil || len(out) != len(args) || out[len(out)-1] != int32(len(args)) {
+				b.Fatalf("Map() = %d results, %v", len(out), err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*len(args)), "µs/item")
+	}
+	b.Run("mode=cluster/nodes=2", func(b *testing.B) {
+		run(b, mustNodes(b, "tiny", 2, 1, 4))
+	})
+	b.Run("mode=local/workers=2", func(b *testing.B) {
+		p, err := pool.New(&pool.Config{Workers: 2, NoPin: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer p.Close()
+		run(b, p)
+	})
+}
+
+// BenchmarkApply reports the round trip of one Apply through the broker
+// (p50 and p99 of the run), beside a local pool's.
+//
+//	go test -run '^$' -bench Apply -benchtime 2000x ./cluster
+func BenchmarkApply(b *testing.B) {
+	ctx := context.Background()
+	run := func(b *testing.B, p *pool.Pool) {
+		var lat []time.Duration
+		for b.Loop() {
+			t := time.Now()
+			if v, err := pool.Apply(ctx, p, tiny, 1); err != nil || v != 2 {
+				b.Fatalf("Apply() = %v, %v", v, err)
+			}
+			lat = append(lat, time.Since(t))
+		}
+		slices.Sort(lat)
+		b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+	}
+	b.Run("mode=cluster/nodes=1", func(b *testing.B) {
+		run(b, mustNodes(b, "apply", 1, 1, 2))
+	})
+	b.Run("mode=local/workers=1", func(b *testing.B) {
+		p, err := pool.New(&pool.Config{Workers: 1, NoPin: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer p.Close()
+		run(b, p)
+	})
+}
+
+// BenchmarkKDESweep runs the seed's sweep (100 widths, n = 1e6 samples)
+// through 2 nodes of 1 worker each and through a local pool of 2, the
+// samples shared once (through the object store for the nodes: the warm-up
+// sweep ships them), and reports the cluster's speed relative to the local
+// pool's. Every sweep is checked bit-identical to the serial one.
+//
+//	go test -run '^$' -bench KDESweep -benchtime 5x ./cluster
+func BenchmarkKDESweep(b *testing.B) {
+	ctx := context.Background()
+	x := []float64{0, 0}
+	widths := kde.Linspace(1.0, 1.2, 100)
+	for _, n := range []int{1_000_000} {
+		samples, err := kde.NormalSamples(n, x, []float64{1, 0, 0, 1}, 123)
+		if err != nil {
+			b.Fatal(err)
+		}
+		want, err := kde.Sweep(samples, x, widths, kde.Hypercube)
+		if err != nil {
+			b.Fatal(err)
+		}
+		shared, err := kde.ShareSamples(samples)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer shared.Close()
+		var localNs float64
+		run := func(name string, p *pool.Pool) {
+			b.Run(name+"/n=1e"+strconv.Itoa(len(strconv.Itoa(n))-1), func(b *testing.B) {
+				sweep := func() {
+					got, err := kde.SweepPool(ctx, p, shared, x, widths, kde.Hypercube)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if !slices.Equal(got, want) {
+						b.Fatal("sweep differs from the serial sweep")
+					}
+				}
+				sweep() // warm: workers started, samples mapped (shipped)
+				b.ResetTimer()
+				for b.Loop() {
+					sweep()
+				}
+				ns := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+				if localNs == 0 {
+					localNs = ns
+				} else {
+					b.ReportMetric(localNs/ns, "x-local")
+				}
+				b.ReportMetric(ns/1e6, "ms/sweep")
+			})
+		}
+		local, err := pool.New(&pool.Config{Workers: 2})
+		if err != nil {
+			b.Fatal(err)
+		}
+		run("mode=local/workers=2", local)
+		local.Close()
+		run("mode=cluster/nodes=2x1", mustNodes(b, "kde", 2, 1, 2))
+	}
+}

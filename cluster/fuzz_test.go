@@ -1,0 +1,58 @@
+package cluster
+
+import (
+	"encoding/binary"
+	"testing"
+
+	"github.com/mproc/mproc/internal/bridge"
+)
+
+// FuzzResultMessage feeds hostile bytes to a slot's link as a node's
+// result: never a panic, and whatever reaches the pool is a well-formed
+// result message of the chunk, in order, within its items.
+//
+//	go test -run '^$' -fuzz FuzzResultMessage -fuzztime 30s ./cluster
+func FuzzResultMessage(f *testing.F) {
+	ok := bridge.JoinResult(7, 0, [][]byte{{0, 1, 0, 0, 0, 'x'}}, false, false, 0)
+	f.Add(ok)
+	f.Add(bridge.FailedResult(7, 1, 2, "node", 9, false, "lost"))
+	f.Add(append([]byte{kindBegin, 1, 0, 0, 0}, binary.LittleEndian.AppendUint64(nil, 7)...))
+	f.Add([]byte{2, 0, 0xff, 0xff, 0, 0, 0, 0, 7})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		l := newSlotLink(&client{seqs: make(map[uint64]seqRef)}, 0)
+		l.jobs[7] = &jobState{hi: 4, next: 0, held: make(map[int][]byte)}
+		l.feed(data)
+		l.feed(data) // a duplicate changes nothing
+		next := 0
+		for _, m := range l.queue {
+			job, first, _, items, err := bridge.SplitResult(m)
+			if err != nil || job != 7 || first != next || first+len(items) > 4 {
+				t.Fatalf("queued %x: job %d first %d (want %d), %d items, %v", m, job, first, next, len(items), err)
+			}
+			next += len(items)
+		}
+	})
+}
+
+// FuzzTaskMessage checks that a node's parsing of a hostile task
+// message never panics and never accepts one it cannot split.
+//
+//	go test -run '^$' -fuzz FuzzTaskMessage -fuzztime 30s ./cluster
+func FuzzTaskMessage(f *testing.F) {
+	valid := []byte{1, 0, 1, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 'f', 1, 0, 0, 0, 'a'}
+	f.Add(valid)
+	f.Add(valid[:20])
+	f.Add([]byte("hello"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		_, _, count, err := bridge.ParseTask(data)
+		prefix, items, serr := bridge.SplitTask(data)
+		if serr == nil {
+			if err != nil || len(items) != count {
+				t.Fatalf("SplitTask accepted %x that ParseTask refused (%v) or miscounted (%d, %d)", data, err, len(items), count)
+			}
+			if again := bridge.JoinTask(prefix, 0, items); len(again) != len(data) {
+				t.Fatalf("JoinTask of a split message: %d bytes, want %d", len(again), len(data))
+			}
+		}
+	})
+}

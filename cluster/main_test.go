@@ -1,0 +1,17 @@
+package cluster
+
+import (
+	"os"
+	"testing"
+
+	"github.com/mproc/mproc/internal/leakcheck"
+	"github.com/mproc/mproc/pool"
+)
+
+func TestMain(m *testing.M) {
+	pool.Init() // workers and nodes (this binary re-executed) never return
+	if url := os.Getenv("MPROC_TEST_CALLER"); url != "" {
+		os.Exit(testCaller(url))
+	}
+	os.Exit(leakcheck.Run(m))
+}
