@@ -308,6 +308,21 @@ func TestFailedMapStopsRunningItsItems(t *testing.T) {
 	}
 }
 
+// blockedPid waits until a blockAt task records the pid of the worker it
+// blocks in (seen[0]) and returns it.
+func blockedPid(t *testing.T, seen *shm.Array[int64]) int {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if pid := int(atomic.LoadInt64(&seen.Slice()[0])); pid != 0 {
+			return pid
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no worker reached the blocking task")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // TestKillWorkerInsideTask kills a worker known to be running a task: the
 // task is retried elsewhere and every result arrives once.
 func TestKillWorkerInsideTask(t *testing.T) {
@@ -322,14 +337,7 @@ func TestKillWorkerInsideTask(t *testing.T) {
 		args[i] = blockArg{Seen: seen, I: i, At: 1000}
 	}
 	r := MapAsync(context.Background(), p, blockAt, args)
-	var victim int
-	for deadline := time.Now().Add(10 * time.Second); victim == 0; {
-		if time.Now().After(deadline) {
-			t.Fatal("no worker reached the blocking task")
-		}
-		time.Sleep(time.Millisecond)
-		victim = int(atomic.LoadInt64(&seen.Slice()[0]))
-	}
+	victim := blockedPid(t, seen)
 	if r.Ready() {
 		t.Fatal("Map finished while a task blocks")
 	}
@@ -360,14 +368,7 @@ func TestNonIdempotentTaskNotRerun(t *testing.T) {
 	}
 	defer seen.Close()
 	r := ApplyAsync(context.Background(), p, blockAtOnce, blockArg{Seen: seen, I: 0, At: 0})
-	var victim int
-	for deadline := time.Now().Add(10 * time.Second); victim == 0; {
-		if time.Now().After(deadline) {
-			t.Fatal("the worker never reached the blocking task")
-		}
-		time.Sleep(time.Millisecond)
-		victim = int(atomic.LoadInt64(&seen.Slice()[0]))
-	}
+	victim := blockedPid(t, seen)
 	if err := killPid(victim); err != nil {
 		t.Fatal(err)
 	}
