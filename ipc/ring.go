@@ -257,7 +257,8 @@ const (
 )
 
 // put tries to commit msg, and reports opDone, opWait (no room) or opCorrupt.
-func (r *Ring) put(msg []byte) int {
+// quiet skips waking a sleeping consumer.
+func (r *Ring) put(msg []byte, quiet bool) int {
 	n := uint64(len(msg))
 	rec := recHdr + (n+7)&^7
 	tail := r.l.tail.Load()
@@ -294,7 +295,9 @@ func (r *Ring) put(msg []byte) int {
 	// nothing visible, and (sync/atomic being sequentially consistent) the
 	// load of waiters below cannot move before it (Dekker, see eventWords).
 	r.l.tail.Store(tail + pad + rec)
-	r.l.data.notify()
+	if !quiet {
+		r.l.data.notify()
+	}
 	return opDone
 }
 
@@ -350,7 +353,7 @@ func (r *Ring) TryPut(msg []byte) error {
 	if r.l.closed.Load() != 0 {
 		return os.ErrClosed
 	}
-	switch r.put(msg) {
+	switch r.put(msg, false) {
 	case opDone:
 		return nil
 	case opWait:
@@ -383,6 +386,31 @@ func (r *Ring) putWait(ctx context.Context, msg []byte, quit *atomic.Bool) error
 		}
 	}
 }
+
+// PutQuiet commits msg as Put does but does not wake a consumer sleeping on
+// the ring: a consumer that polls sees it, a sleeping one only with the next
+// Put (or Wake, Close). It batches a burst of messages behind one wake-up,
+// the last message of the burst going with Put. When the ring is full it
+// wakes the consumer (who must make room) and waits as Put does.
+func (r *Ring) PutQuiet(ctx context.Context, msg []byte) error {
+	if len(msg) > r.maxMsg {
+		return ErrTooLarge
+	}
+	if r.l.closed.Load() != 0 {
+		return os.ErrClosed
+	}
+	switch r.put(msg, true) {
+	case opDone:
+		return nil
+	case opCorrupt:
+		return ErrCorrupt
+	}
+	r.l.data.notify()
+	return r.Put(ctx, msg)
+}
+
+// Spin returns the longest this view's blocked calls poll (see SetSpin).
+func (r *Ring) Spin() time.Duration { return time.Duration(r.spin.Load()) }
 
 // TryGet appends the oldest committed message to dst[:0] and returns it, or
 // returns ErrEmpty (os.ErrClosed once closed and drained) without blocking.

@@ -3,7 +3,9 @@
 package ipc
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -205,4 +207,61 @@ func TestWaitAllocs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRingPutQuiet: a quiet put leaves a sleeping consumer asleep (its
+// announcement stands) until the next Put, which delivers both in order; a
+// quiet put into a full ring wakes the consumer so that it makes room.
+func TestRingPutQuiet(t *testing.T) {
+	r := mustRing(t, &RingConfig{Capacity: 4096})
+	r.SetSpin(0)
+	got := make(chan []byte, 256) // room for every message: the consumer never blocks on it
+	go func() {
+		var buf []byte
+		for {
+			msg, err := r.Get(context.Background(), buf)
+			if err != nil {
+				close(got)
+				return
+			}
+			got <- bytes.Clone(msg)
+		}
+	}()
+	waitFor(t, 5*time.Second, "consumer asleep", func() bool { return r.l.data.waiting() > 0 })
+	if err := r.PutQuiet(context.Background(), []byte("quiet")); err != nil {
+		t.Fatalf("PutQuiet: %v", err)
+	}
+	if r.l.data.waiting() == 0 {
+		t.Fatal("PutQuiet woke the sleeping consumer")
+	}
+	if err := r.Put(context.Background(), []byte("loud")); err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+	for _, want := range []string{"quiet", "loud"} {
+		if msg := <-got; string(msg) != want {
+			t.Fatalf("got %q, want %q", msg, want)
+		}
+	}
+	// A burst of quiet puts far larger than the ring: only the full-ring
+	// wakes keep it moving.
+	const burst = 200
+	msg := make([]byte, 500)
+	for i := range burst {
+		binary.LittleEndian.PutUint32(msg, uint32(i))
+		if err := r.PutQuiet(context.Background(), msg); err != nil {
+			t.Fatalf("PutQuiet %d: %v", i, err)
+		}
+	}
+	r.Put(context.Background(), []byte("end"))
+	for i := range burst {
+		m := <-got
+		if len(m) != len(msg) || binary.LittleEndian.Uint32(m) != uint32(i) {
+			t.Fatalf("message %d: got %d bytes starting %v", i, len(m), m[:min(4, len(m))])
+		}
+	}
+	if m := <-got; string(m) != "end" {
+		t.Fatalf("last message %q, want end", m)
+	}
+	r.Close()
+	<-got
 }
