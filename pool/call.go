@@ -162,6 +162,9 @@ type chunk struct {
 	// asked to stop (guarded by p.mu): what it reports from then on is a
 	// timeout.
 	cancelAt time.Time
+	// pull, if set, makes this the participation of one worker in a
+	// pulled call (board.go): lo..hi is the whole call, job the board's.
+	pull *pulled
 }
 
 // encoded holds the encoded arguments of a call back to back. Encoding at

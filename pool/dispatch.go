@@ -23,8 +23,10 @@ func (p *core) submit(c *call) error {
 		p.mu.Unlock()
 		return err
 	}
-	for lo, n := range chunkSizes(c.args, c.cfg.chunkSize(), len(p.slots)) {
-		p.pending = append(p.pending, &chunk{c: c, args: c.args, lo: lo, hi: lo + n})
+	if !p.tryPullLocked(c) {
+		for lo, n := range chunkSizes(c.args, c.cfg.chunkSize(), len(p.slots)) {
+			p.pending = append(p.pending, &chunk{c: c, args: c.args, lo: lo, hi: lo + n})
+		}
 	}
 	p.mu.Unlock()
 	// Hand work to idle workers from this goroutine when their sender is
@@ -34,7 +36,7 @@ func (p *core) submit(c *call) error {
 	// on the first one.
 	for _, limit := range []int{1, depth} {
 		for _, w := range p.slots {
-			if p.pendingEmpty() {
+			if p.nothingToSend() {
 				return nil
 			}
 			w.pumpInline(limit)
@@ -64,9 +66,22 @@ func (p *core) take(w *slot, limit int) (ch *chunk, l link, stop bool) {
 	if l == nil || w.retiring || w.timedOut != nil || w.stopSent {
 		return nil, nil, false
 	}
-	if p.state == stateClosing && len(p.pending) == 0 && len(w.inflight) == 0 {
+	if p.state == stateClosing && len(p.pending) == 0 && len(w.inflight) == 0 && len(w.pullQ) == 0 {
 		w.stopSent = true
 		return nil, l, true
+	}
+	for len(w.inflight) < limit && len(w.pullQ) > 0 {
+		ch = w.pullQ[0]
+		w.pullQ[0] = nil
+		w.pullQ = w.pullQ[1:]
+		if ch.c.finished.Load() {
+			p.pullEndedLocked(ch.pull, nil, nil)
+			ch = nil
+			continue
+		}
+		ch.sent = false
+		w.inflight = append(w.inflight, ch)
+		return ch, l, false
 	}
 	for len(w.inflight) < limit && len(p.pending) > 0 {
 		ch = p.pending[0]
@@ -97,6 +112,9 @@ func (p *core) markSent(w *slot, ch *chunk) bool {
 	if ch.c.finished.Load() {
 		if i := slices.Index(w.inflight, ch); i >= 0 {
 			w.inflight = slices.Delete(w.inflight, i, i+1)
+			if ch.pull != nil {
+				p.pullEndedLocked(ch.pull, nil, nil)
+			}
 		}
 		return false
 	}
@@ -117,6 +135,12 @@ func (p *core) abortCall(c *call) {
 	p.pending = slices.DeleteFunc(p.pending, func(ch *chunk) bool { return ch.c == c })
 	var ghost *call
 	for _, w := range p.slots {
+		w.pullQ = slices.DeleteFunc(w.pullQ, func(ch *chunk) bool {
+			if ch.c == c {
+				p.pullEndedLocked(ch.pull, nil, nil)
+			}
+			return ch.c == c
+		})
 		for _, ch := range w.inflight {
 			if ch.c != c || !ch.sent {
 				continue // an unsent one is dropped by markSent
@@ -128,7 +152,31 @@ func (p *core) abortCall(c *call) {
 				ghost = c.ghost()
 			}
 			ch.c, ch.args = ghost, nil
+			if pl := ch.pull; pl != nil {
+				pl.c = ghost
+				if pl.b != nil {
+					pl.b.hdr.closed.Store(1) // workers stop claiming
+				}
+			}
 		}
+	}
+}
+
+// dropPullQ ends the participations w will never send because it stops
+// for good; their items run elsewhere.
+func (p *core) dropPullQ(w *slot) {
+	p.mu.Lock()
+	q := w.pullQ
+	w.pullQ = nil
+	var lost []*pulled
+	for _, ch := range q {
+		if p.pullEndedLocked(ch.pull, nil, nil) {
+			lost = append(lost, ch.pull)
+		}
+	}
+	p.mu.Unlock()
+	for _, pl := range lost {
+		p.recoverPull(pl)
 	}
 }
 
@@ -185,10 +233,19 @@ func (p *core) kickAll() {
 	}
 }
 
-func (p *core) pendingEmpty() bool {
+// nothingToSend reports whether no chunk and no pull message waits.
+func (p *core) nothingToSend() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return len(p.pending) == 0
+	if len(p.pending) > 0 {
+		return false
+	}
+	for _, w := range p.slots {
+		if len(w.pullQ) > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // moreToSend reports whether senders have work: queued chunks, or stop
@@ -196,7 +253,15 @@ func (p *core) pendingEmpty() bool {
 func (p *core) moreToSend() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return len(p.pending) > 0 || p.state != stateOpen
+	if len(p.pending) > 0 || p.state != stateOpen {
+		return true
+	}
+	for _, w := range p.slots {
+		if len(w.pullQ) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // accepting reports whether the pool still takes and runs work.

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/mproc/mproc/ipc"
 	"github.com/mproc/mproc/shm"
@@ -89,7 +90,13 @@ type linkControl struct {
 
 	// takenJob is the job of the task message the worker began last.
 	takenJob atomic.Uint64
-	_        [56]byte
+	// The worker's claim on a pulled call (board.go): items claimLo up to
+	// claimHi of job claimJob, and claimCur, the item it began last
+	// (noItem before the first). It writes claimCur = noItem before a new
+	// claim and the item before running it, so a dead worker's record says
+	// which items may have run: claimLo..claimCur.
+	claimJob, claimLo, claimHi, claimCur atomic.Uint64
+	_                                    [24]byte
 
 	// abortJob[s%depth] holds the job of the task message sent as s when
 	// the parent asked to skip its rest. At most depth messages are in
@@ -111,6 +118,8 @@ type shmLink struct {
 	// has its own fragment buffer.
 	sendFrag []byte // used by send only
 	recvFrag []byte // used by recv only
+
+	spin time.Duration // the result ring's poll time while no call is pulled
 }
 
 var _ link = (*shmLink)(nil)
@@ -132,7 +141,7 @@ func newShmLink(slot int) (*shmLink, string, error) {
 		results, err = ipc.NewRing(mem[pageSize+half:], &cfg)
 		if err == nil {
 			ctl.magic.Store(controlMagic)
-			l := &shmLink{seg: seg, ctl: ctl, out: tasks, in: results}
+			l := &shmLink{seg: seg, ctl: ctl, out: tasks, in: results, spin: results.Spin()}
 			return l, "shm:" + strconv.FormatUint(seg.ID(), 16) + ":" + strconv.Itoa(half), nil
 		}
 	}
@@ -289,6 +298,33 @@ func (l *shmLink) peerGone() {
 }
 
 func (l *shmLink) taken() uint64 { return l.ctl.takenJob.Load() }
+
+// sendQuiet is send without waking a sleeping parent: the message is seen
+// with the next one sent with send (a pulled call's results, see board.go).
+func (l *shmLink) sendQuiet(ctx context.Context, msg []byte) error {
+	if len(msg) <= l.out.MaxMessage() && len(msg) > 0 && msg[0] < fragMore {
+		return l.out.PutQuiet(ctx, msg)
+	}
+	return l.send(ctx, msg)
+}
+
+// claim reads the worker's claim record (see linkControl). It comes from
+// the worker: the caller clamps it to the call.
+func (l *shmLink) claim() claimRecord {
+	c := l.ctl
+	return claimRecord{job: c.claimJob.Load(), lo: c.claimLo.Load(), hi: c.claimHi.Load(), cur: c.claimCur.Load()}
+}
+
+// setCollectSpin makes the parent's collector poll (on) or sleep at once
+// (off) when no result is waiting: while a pulled call runs, results come
+// quietly and a poll would only burn a CPU the workers need.
+func (l *shmLink) setCollectSpin(on bool) {
+	if on {
+		l.in.SetSpin(l.spin)
+	} else {
+		l.in.SetSpin(0)
+	}
+}
 
 func (l *shmLink) abort(seq, job uint64) { l.ctl.abortJob[seq%depth].Store(job) }
 

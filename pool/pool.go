@@ -39,6 +39,8 @@ type core struct {
 	// broken is set once no worker is left and none can be started: it
 	// wraps the last start-up failure.
 	broken error
+	// Pull boards (board.go): every one made, and those no call uses.
+	allBoards, freeBoards []*board
 	// releaseErrs holds errors from releasing workers' links (the first
 	// few), which Close reports.
 	releaseErrs []error
@@ -237,8 +239,21 @@ func (p *core) terminate() error {
 	return errors.Join(p.releaseErrs...)
 }
 
+// stopWatchers runs once every slot goroutine has returned: it stops the
+// timeout watcher and releases the pull boards, which no worker maps now.
 func (p *core) stopWatchers() {
-	p.stopOnce.Do(func() { close(p.timeouts) })
+	p.stopOnce.Do(func() {
+		close(p.timeouts)
+		p.mu.Lock()
+		boards := p.allBoards
+		p.allBoards, p.freeBoards = nil, nil
+		p.mu.Unlock()
+		for _, b := range boards {
+			if err := b.close(); err != nil {
+				p.releaseFailed(err)
+			}
+		}
+	})
 }
 
 // Stats returns a snapshot of every worker slot: its process, the tasks

@@ -37,13 +37,19 @@ func serve(ctx context.Context, l link, maxTasks int, rel *releaser) error {
 		if h.kind == kindStop {
 			return nil
 		}
-		if h.kind != kindTask {
+		sl, pullable := l.(*shmLink)
+		if h.kind != kindTask && (h.kind != kindPull || !pullable) {
 			return errBrokenPeer
 		}
 		if rel != nil {
 			rel.begin()
 		}
-		retire, err := r.run(ctx, h, body)
+		var retire bool
+		if h.kind == kindPull {
+			retire, err = r.pull(ctx, h, body, sl)
+		} else {
+			retire, err = r.run(ctx, h, body)
+		}
 		if rel != nil {
 			rel.end()
 		}
@@ -92,19 +98,40 @@ func (r *runner) run(ctx context.Context, h msgHeader, body []byte) (retire bool
 // softMessage; without it all results go in the returned message. retire
 // reports that the worker must exit after sending.
 func runTasks(dst []byte, h msgHeader, body []byte, budget *int, aborted func(job uint64) bool, flush func([]byte) error) (out []byte, retire bool, err error) {
+	name, items, lerr := parseName(body)
+	fn := taskFn{status: stErr}
+	if lerr == nil {
+		fn = lookupTask(name, h.extra)
+	} else {
+		fn.detail = lerr.Error()
+	}
+	out, retire, _, err = runItems(dst, h, fn, items, budget, aborted, nil, flush)
+	return out, retire, err
+}
+
+// taskFn is the function a task message names: e, or the status and
+// detail every item reports when it is unknown or does not match.
+type taskFn struct {
+	e      *entry
+	status uint8
+	detail string
+}
+
+func lookupTask(name string, sig uint64) taskFn {
+	e, status, detail := lookup(name, sig)
+	return taskFn{e: e, status: status, detail: detail}
+}
+
+// runItems runs h.count items of fn from body (len u32 | bytes each), the
+// first being item h.first of its call, as runTasks describes. begun, if
+// not nil, is told each item's index before it runs. flags returns the
+// flags of the last result message.
+func runItems(dst []byte, h msgHeader, fn taskFn, body []byte, budget *int, aborted func(job uint64) bool, begun func(int), flush func([]byte) error) (out []byte, retire bool, flags uint8, err error) {
 	start := time.Now()
 	first := h.first
 	dst = appendHeader(dst, msgHeader{kind: kindResult, job: h.job, first: first})
-	name, body, lerr := parseName(body)
-	var e *entry
-	status := uint8(stOK)
-	var detail string
-	if lerr == nil {
-		e, status, detail = lookup(name, h.extra)
-	} else {
-		status, detail = stErr, lerr.Error()
-	}
-	n, flags := 0, uint8(0)
+	e, status, detail := fn.e, fn.status, fn.detail
+	n := 0
 	var tctx context.Context // for a RegisterCtx function: cancelled on abort
 	for k := 0; k < h.count; k++ {
 		if *budget == 0 || retire {
@@ -122,6 +149,9 @@ func runTasks(dst []byte, h msgHeader, body []byte, budget *int, aborted func(jo
 		}
 		if *budget > 0 {
 			*budget--
+		}
+		if begun != nil {
+			begun(h.first + k)
 		}
 		mark := len(dst)
 		dst = append(dst, stOK)
@@ -150,7 +180,7 @@ func runTasks(dst []byte, h msgHeader, body []byte, budget *int, aborted func(jo
 			dst[mark] = stPanic
 			retire = true // the worker's state may be broken: replace it
 		case errors.Is(terr, errResultTooLarge) || (terr == nil && len(res)-at-4 > maxValue):
-			dst = fmt.Appendf(dst[:at+4], "result of task %d encodes to more than the %d-byte limit; return it in an shm.Array", first+k, maxValue)
+			dst = fmt.Appendf(dst[:at+4], "result of task %d encodes to more than the %d-byte limit; return it in an shm.Array", h.first+k, maxValue)
 			dst[mark] = stTooLarge
 		case terr != nil:
 			dst = appendTaskError(dst[:at+4], terr, e.returned)
@@ -167,7 +197,7 @@ func runTasks(dst []byte, h msgHeader, body []byte, budget *int, aborted func(jo
 		if flush != nil && len(dst) > softMessage && k+1 < h.count {
 			finishResult(dst, n, flagPartial, start)
 			if err := flush(dst); err != nil {
-				return dst, retire, err
+				return dst, retire, flags, err
 			}
 			first += n
 			n, start = 0, time.Now()
@@ -181,7 +211,7 @@ func runTasks(dst []byte, h msgHeader, body []byte, budget *int, aborted func(jo
 		flags |= flagRetire
 	}
 	finishResult(dst, n, flags, start)
-	return dst, retire, nil
+	return dst, retire, flags, nil
 }
 
 // finishResult fills in a result message's count, flags and busy time.

@@ -31,6 +31,7 @@ type slot struct {
 	l        link
 	state    int
 	inflight []*chunk // in send order; [0] is running
+	pullQ    []*chunk // pull messages to send before any pending chunk
 	retiring bool
 	timedOut *chunk
 	stopSent bool
@@ -96,6 +97,7 @@ func (w *slot) run() {
 		}
 		p.mu.Unlock()
 		if !keep {
+			p.dropPullQ(w)
 			p.kickAll() // a closing pool may now be idle
 			return
 		}
@@ -108,6 +110,7 @@ func (w *slot) run() {
 			failures++
 			if failures >= maxStartFailures || !p.accepting() {
 				p.slotGone(w, err)
+				p.dropPullQ(w)
 				return
 			}
 			time.Sleep(time.Duration(failures) * 50 * time.Millisecond)
@@ -159,10 +162,15 @@ func (w *slot) serveOne() {
 	w.handoff = false // its chunk is in inflight: settle decides
 	w.sendMu.Unlock()
 	taken := l.taken()
+	var rec *claimRecord
+	if sl, ok := l.(*shmLink); ok {
+		r := sl.claim()
+		rec = &r
+	}
 	if err := l.close(); err != nil {
 		p.releaseFailed(err)
 	}
-	w.settle(werr, id, taken)
+	w.settle(werr, id, taken, rec)
 }
 
 // sendLoop gives the worker chunks while it has room.
@@ -232,7 +240,14 @@ func (w *slot) pumpLocked(limit int, inline bool) {
 			if ch.c.failFast {
 				flags = flagFailFast
 			}
-			w.sendBuf = encodeTask(w.sendBuf[:0], ch.c.e, ch.job, flags, ch.args, ch.lo, ch.hi)
+			if ch.pull != nil {
+				w.sendBuf = encodePull(w.sendBuf[:0], ch.pull, ch.c.e, flags)
+				if sl, ok := l.(*shmLink); ok {
+					sl.setCollectSpin(false) // results come quietly: sleep
+				}
+			} else {
+				w.sendBuf = encodeTask(w.sendBuf[:0], ch.c.e, ch.job, flags, ch.args, ch.lo, ch.hi)
+			}
 			if !p.markSent(w, ch) {
 				continue // its call finished meanwhile
 			}
@@ -269,6 +284,12 @@ func (w *slot) collect(l link) {
 		h, body, err := parseHeader(buf)
 		if err != nil || h.kind != kindResult {
 			return // a broken peer: treat as dead
+		}
+		if h.flags&flagPulled != 0 {
+			if !w.collectPulled(l, h, body) {
+				return
+			}
+			continue
 		}
 		partial := h.flags&flagPartial != 0
 		p.mu.Lock()
@@ -351,23 +372,9 @@ func (w *slot) deliver(ch *chunk, c *call, timedOut bool, h msgHeader, body []by
 			break
 		}
 		body = tail
-		if c.finished.Load() {
-			continue
+		if !c.finished.Load() {
+			deliverItem(c, ch.lo+n, st, item, id, timedOut)
 		}
-		i := ch.lo + n
-		if st == stOK {
-			if err := c.dec(i, item); err != nil {
-				c.item(i, &TaskError{Func: c.e.name, Index: i, Pid: id.Pid, Node: id.Node, Err: fmt.Errorf("decode result: %w", err)})
-				continue
-			}
-			c.item(i, nil)
-			continue
-		}
-		err = itemError(st, item, c.e.name, i, id)
-		if te, isTE := err.(*TaskError); isTE && timedOut {
-			te.Err = fmt.Errorf("%w; the task stopped with: %w", ErrTaskTimeout, te.Err)
-		}
-		c.item(i, err)
 	}
 	// A partial result leaves ch in flight, where the timeout watcher reads
 	// it: advance it under the lock, and restart its clock for what is left.
@@ -403,10 +410,27 @@ func (w *slot) deliver(ch *chunk, c *call, timedOut bool, h msgHeader, body []by
 	return ch, false
 }
 
+// deliverItem hands item i's result (status st, bytes item) to c.
+func deliverItem(c *call, i int, st uint8, item []byte, id workerID, timedOut bool) {
+	if st == stOK {
+		if err := c.dec(i, item); err != nil {
+			c.item(i, &TaskError{Func: c.e.name, Index: i, Pid: id.Pid, Node: id.Node, Err: fmt.Errorf("decode result: %w", err)})
+			return
+		}
+		c.item(i, nil)
+		return
+	}
+	err := itemError(st, item, c.e.name, i, id)
+	if te, isTE := err.(*TaskError); isTE && timedOut {
+		te.Err = fmt.Errorf("%w; the task stopped with: %w", ErrTaskTimeout, te.Err)
+	}
+	c.item(i, err)
+}
+
 // settle decides the fate of the chunks in flight on a process that ended.
 // taken is the job the worker said it began last: a chunk sent after it was
 // never started and costs no retry.
-func (w *slot) settle(werr error, id workerID, taken uint64) {
+func (w *slot) settle(werr error, id workerID, taken uint64, rec *claimRecord) {
 	p := w.p
 	p.mu.Lock()
 	chunks := w.inflight
@@ -414,9 +438,33 @@ func (w *slot) settle(werr error, id workerID, taken uint64) {
 	planned := w.retiring || w.stopSent
 	timedOut := w.timedOut
 	terminated := p.state == stateTerminated
+	var lost []*pulled
+	for _, ch := range chunks {
+		if ch.pull != nil && !terminated {
+			we := newWorkerError(id, werr)
+			if !ch.started.IsZero() {
+				we.After = time.Since(ch.started)
+			}
+			if p.pullEndedLocked(ch.pull, rec, we) {
+				lost = append(lost, ch.pull)
+			}
+		}
+	}
 	p.mu.Unlock()
+	for _, pl := range lost {
+		p.recoverPull(pl)
+	}
 	for _, ch := range chunks {
 		c := ch.c
+		if ch.pull != nil {
+			if terminated {
+				c.cancel(ErrTerminated)
+				p.mu.Lock()
+				p.pullEndedLocked(ch.pull, nil, nil)
+				p.mu.Unlock()
+			}
+			continue
+		}
 		switch {
 		case c.finished.Load():
 		case terminated:

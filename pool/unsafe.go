@@ -17,3 +17,13 @@ func controlView(mem []byte) *linkControl {
 	}
 	return (*linkControl)(unsafe.Pointer(unsafe.SliceData(mem)))
 }
+
+// boardView returns the header of a board segment at the start of mem
+// (board.go); the same invariants hold: boardHeader holds only sync/atomic
+// words and mem stays mapped while the view is used.
+func boardView(mem []byte) *boardHeader {
+	if uintptr(len(mem)) < unsafe.Sizeof(boardHeader{}) || uintptr(unsafe.Pointer(unsafe.SliceData(mem)))%64 != 0 {
+		panic("pool: invariant broken: board header too short or misaligned")
+	}
+	return (*boardHeader)(unsafe.Pointer(unsafe.SliceData(mem)))
+}

@@ -33,10 +33,13 @@ const (
 	kindTask   = 1
 	kindResult = 2
 	kindStop   = 3 // parent to worker: exit cleanly
+	kindPull   = 4 // parent to worker: claim and run items of a published call (board.go)
 
-	flagRetire  = 1 // result: this worker exits after this message
-	flagPartial = 2 // result: more results of this task message follow
-	flagAborted = 4 // result: the items not reported were skipped on request
+	flagRetire  = 1  // result: this worker exits after this message
+	flagPartial = 2  // result: more results of this task message follow
+	flagAborted = 4  // result: the items not reported were skipped on request
+	flagPulled  = 8  // result: of a pulled call; first is the item's index, any order
+	flagDone    = 16 // result: the worker takes no more items of this pulled call
 
 	flagFailFast = 1 // task: the first failed item fails the call; skip the rest
 

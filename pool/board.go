@@ -1,0 +1,483 @@
+package pool
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"runtime"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/mproc/mproc/shm"
+)
+
+// The pull path. A Map (MapAsync, an Imap batch) of several items is
+// published once into a board: a shared segment holding the call's encoded
+// arguments and a claim counter. Each worker gets one small kindPull
+// message naming the board, then claims ranges of items itself (a CAS on
+// the counter, guided sizes: what is left over twice the workers, so the
+// tail stays balanced) until none are left. Any worker can take any item:
+// a worker that shares its CPU with a busy sibling, or starts late, strands
+// nothing. Results go back through each worker's result ring without waking
+// the parent (sendQuiet); the worker's last message, flagDone, wakes it
+// once. While it participates the parent's collector sleeps instead of
+// polling, so the parent costs the workers no CPU.
+//
+// Death safety. A worker records its claim in its link's control page
+// before running any item of it, and the item it begins before running it
+// (linkControl.claim*). The parent never tracks claims itself: once every
+// participant has either sent flagDone or died, an item without a result
+// is re-run, as a pushed chunk. If a dead worker's record says the item
+// may have run (claimLo..claimCur), it is charged an attempt (Retries,
+// Idempotent) or fails with a *WorkerError, exactly as a pushed chunk;
+// otherwise it never began and re-runs free. A delivered bitmap makes each
+// result count once whatever a worker sends. A call that finishes early
+// closes its board so that workers stop claiming.
+//
+// Push stays for what it serves: Apply and single items, calls with a task
+// timeout, pools with MaxTasksPerWorker, backends without shared memory,
+// and calls too large for a board (their chunks are cut by bytes anyway).
+
+// Board geometry. A board is reused call after call; a pool keeps at most
+// maxBoards (Imap keeps several batches in flight), made when first needed.
+const (
+	boardSize  = 2 << 20
+	boardMagic = 0x44524f42 // "BORD"
+	maxBoards  = 4
+	noItem     = ^uint64(0)
+)
+
+// boardHeader is the first page of a board. Line 0 is written by the
+// parent before it publishes a call, line 2 by the parent to close it;
+// line 1 is the claim counter, advanced by the workers.
+type boardHeader struct {
+	magic atomic.Uint32
+	_     uint32
+	gen   atomic.Uint64 // the call's job: a pull message names it
+	items atomic.Uint64
+	_     [40]byte
+
+	next atomic.Uint64 // the first item nobody has claimed
+	_    [56]byte
+
+	closed atomic.Uint32
+	_      [60]byte
+}
+
+// Board layout after the header page: ends, one u32 per item (the offset in
+// the data area just past the item), then the data area, which holds the
+// items back to back as a task message does (len u32 | bytes), so that a
+// claimed range is handed to runItems as it lies.
+func boardData(n int) int { return pageSize + (4*n+63)&^63 }
+
+// board is the parent's end of one board segment.
+type board struct {
+	seg *shm.Segment
+	hdr *boardHeader
+}
+
+func newBoard() (*board, error) {
+	seg, err := shm.New("pool-board", boardSize)
+	if err != nil {
+		return nil, fmt.Errorf("pull board: %w", err)
+	}
+	b := &board{seg: seg, hdr: boardView(seg.Bytes())}
+	b.hdr.magic.Store(boardMagic)
+	return b, nil
+}
+
+// fits reports whether args fit in a board.
+func boardFits(args *encoded) bool {
+	n := args.len()
+	return n <= maxBoardItems && boardData(n)+len(args.buf)+4*n <= boardSize
+}
+
+// maxBoardItems bounds a board's item count so that every offset fits a u32
+// and a claim never needs more than the table holds.
+const maxBoardItems = 1 << 20
+
+// publish writes the items of args into the board for the call job. No
+// worker reads the board while it is free, so plain stores are safe; the
+// ring that carries the pull message orders them before the workers' reads.
+func (b *board) publish(job uint64, args *encoded) {
+	mem := b.seg.Bytes()
+	n := args.len()
+	data := mem[boardData(n):]
+	off := 0
+	for i := range n {
+		item := args.item(i)
+		binary.LittleEndian.PutUint32(data[off:], uint32(len(item)))
+		off += 4 + copy(data[off+4:], item)
+		binary.LittleEndian.PutUint32(mem[pageSize+4*i:], uint32(off))
+	}
+	b.hdr.closed.Store(0)
+	b.hdr.next.Store(0)
+	b.hdr.items.Store(uint64(n))
+	b.hdr.gen.Store(job)
+}
+
+func (b *board) close() error { return b.seg.Close() }
+
+// claimRecord is a worker's claim as its control page tells it.
+type claimRecord struct{ job, lo, hi, cur uint64 }
+
+// pulled is one call published on a board, with its participants: the
+// slots sent (or about to be sent) its pull message. Guarded by p.mu
+// except delivered, which collectors set with atomic ORs.
+type pulled struct {
+	c         *call
+	b         *board
+	job       uint64
+	n         int
+	workers   int
+	active    int // participants that have not yet sent flagDone or died
+	delivered []atomic.Uint64
+	// mayHaveRun marks items a dead participant's record says it began:
+	// a re-run is charged an attempt. dead holds those workers' errors.
+	mayHaveRun map[int]*WorkerError
+}
+
+// deliveredOnce marks item i delivered and reports whether it was not yet.
+func (pl *pulled) deliveredOnce(i int) bool {
+	bit := uint64(1) << (i % 64)
+	return pl.delivered[i/64].Or(bit)&bit == 0
+}
+
+func (pl *pulled) isDelivered(i int) bool {
+	return pl.delivered[i/64].Load()&(uint64(1)<<(i%64)) != 0
+}
+
+// tryPull publishes c on a free board and queues its pull message for every
+// live slot; it reports false, changing nothing, when c should be pushed.
+// p.mu is held.
+func (p *core) tryPullLocked(c *call) bool {
+	if c.n < 2 || c.cfg.timeout > 0 || p.cfg.MaxTasksPerWorker > 0 || !boardFits(c.args) {
+		return false
+	}
+	var ws []*slot
+	for _, w := range p.slots {
+		if _, ok := w.l.(*shmLink); ok && w.state == slotLive && !w.retiring && w.timedOut == nil && !w.stopSent {
+			ws = append(ws, w)
+		}
+	}
+	if len(ws) == 0 {
+		return false
+	}
+	var b *board
+	if k := len(p.freeBoards); k > 0 {
+		b = p.freeBoards[k-1]
+		p.freeBoards = p.freeBoards[:k-1]
+	} else if len(p.allBoards) < maxBoards {
+		nb, err := newBoard()
+		if err != nil {
+			return false // push still works
+		}
+		b = nb
+		p.allBoards = append(p.allBoards, b)
+	} else {
+		return false
+	}
+	p.nextJob++
+	pl := &pulled{c: c, b: b, job: p.nextJob, n: c.n, workers: len(ws), active: len(ws),
+		delivered: make([]atomic.Uint64, (c.n+63)/64)}
+	b.publish(pl.job, c.args)
+	for _, w := range ws {
+		w.pullQ = append(w.pullQ, &chunk{c: c, args: c.args, lo: 0, hi: c.n, job: pl.job, pull: pl})
+	}
+	return true
+}
+
+// pullEndedLocked records that one participant of pl is done with it: it
+// sent flagDone (rec nil) or died with its claim record rec. Once none is
+// left the board is free again, and recover reports whether items are
+// left without a result. p.mu is held.
+func (p *core) pullEndedLocked(pl *pulled, rec *claimRecord, we *WorkerError) (recover bool) {
+	if rec != nil && rec.job == pl.job && rec.cur != noItem {
+		hi := min(rec.cur, uint64(pl.n-1))
+		for i := rec.lo; i <= hi && i < uint64(pl.n); i++ {
+			if !pl.isDelivered(int(i)) {
+				if pl.mayHaveRun == nil {
+					pl.mayHaveRun = make(map[int]*WorkerError)
+				}
+				pl.mayHaveRun[int(i)] = we
+			}
+		}
+	}
+	pl.active--
+	if pl.active > 0 {
+		return false
+	}
+	pl.b.hdr.closed.Store(1)
+	p.freeBoards = append(p.freeBoards, pl.b)
+	pl.b = nil
+	return !pl.c.finished.Load()
+}
+
+// recoverPull runs once every participant of pl ended with items of a
+// live call still without a result: each one that may have run is charged
+// an attempt as a pushed chunk would be, the rest run again free.
+func (p *core) recoverPull(pl *pulled) {
+	c := pl.c
+	c.mu.Lock()
+	args := c.args
+	c.mu.Unlock()
+	if args == nil {
+		return // finished meanwhile
+	}
+	for lo := 0; lo < pl.n; {
+		if pl.isDelivered(lo) {
+			lo++
+			continue
+		}
+		if we, ran := pl.mayHaveRun[lo]; ran {
+			if c.e.idempotent && c.cfg.retries > 0 {
+				p.requeue(&chunk{c: c, args: args, lo: lo, hi: lo + 1, attempts: 1})
+			} else {
+				e := *we
+				e.Func, e.Index = c.e.name, lo
+				c.item(lo, &e)
+			}
+			lo++
+			continue
+		}
+		hi := lo + 1
+		for hi < pl.n && hi-lo < maxChunk && !pl.isDelivered(hi) && pl.mayHaveRun[hi] == nil {
+			hi++
+		}
+		p.requeue(&chunk{c: c, args: args, lo: lo, hi: hi})
+		lo = hi
+	}
+}
+
+// encodePull appends the pull message of pl for one worker.
+func encodePull(dst []byte, pl *pulled, e *entry, flags uint8) []byte {
+	dst = appendHeader(dst, msgHeader{kind: kindPull, flags: flags, job: pl.job, extra: e.sig})
+	dst = appendName(dst, e.name)
+	dst = binary.LittleEndian.AppendUint64(dst, pl.b.seg.ID())
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(pl.n))
+	dst = binary.LittleEndian.AppendUint16(dst, uint16(min(pl.workers, 1<<16-1)))
+	return binary.LittleEndian.AppendUint32(dst, uint32(min(pl.c.cfg.chunk, maxChunk)))
+}
+
+// pullSpec is a pull message's body after the function name.
+type pullSpec struct {
+	board   uint64
+	n       int
+	workers int
+	chunk   int
+}
+
+func parsePullSpec(b []byte) (pullSpec, error) {
+	if len(b) != 18 {
+		return pullSpec{}, errShortMsg
+	}
+	return pullSpec{
+		board:   binary.LittleEndian.Uint64(b),
+		n:       int(binary.LittleEndian.Uint32(b[8:])),
+		workers: max(1, int(binary.LittleEndian.Uint16(b[12:]))),
+		chunk:   int(binary.LittleEndian.Uint32(b[14:])),
+	}, nil
+}
+
+// workerBoard is a worker's view of a board for one pull message. It reads
+// every offset as hostile: a bad one ends the pull with errBrokenPeer.
+type workerBoard struct {
+	hdr  *boardHeader
+	mem  []byte
+	data []byte
+	n    int
+}
+
+func openWorkerBoard(spec pullSpec, job uint64) (*workerBoard, error) {
+	seg, err := shm.Lookup(spec.board)
+	if err != nil {
+		return nil, fmt.Errorf("pull board: %w", err)
+	}
+	mem := seg.Bytes()
+	if len(mem) < boardSize || spec.n <= 0 || spec.n > maxBoardItems || boardData(spec.n) >= len(mem) {
+		return nil, fmt.Errorf("%w: a pull board of %d bytes for %d items", errBrokenPeer, len(mem), spec.n)
+	}
+	hdr := boardView(mem)
+	if hdr.magic.Load() != boardMagic || hdr.gen.Load() != job || hdr.items.Load() != uint64(spec.n) {
+		return nil, fmt.Errorf("%w: the pull board does not hold job %d", errBrokenPeer, job)
+	}
+	return &workerBoard{hdr: hdr, mem: mem, data: mem[boardData(spec.n):], n: spec.n}, nil
+}
+
+// end returns the data offset just past item i; -1 before item 0.
+func (b *workerBoard) end(i int) int {
+	if i < 0 {
+		return 0
+	}
+	return int(binary.LittleEndian.Uint32(b.mem[pageSize+4*i:]))
+}
+
+// items returns the task-message body of items lo..hi-1.
+func (b *workerBoard) items(lo, hi int) ([]byte, error) {
+	start, stop := b.end(lo-1), b.end(hi-1)
+	if start > stop || stop > len(b.data) {
+		return nil, fmt.Errorf("%w: pull board items %d..%d at bytes %d..%d", errBrokenPeer, lo, hi, start, stop)
+	}
+	return b.data[start:stop], nil
+}
+
+// claim takes the next range of items: chunk items if set, else guided
+// (what is left over twice the workers), cut so its arguments stay under
+// softMessage. ok is false once none are left or the board is closed.
+func (b *workerBoard) claim(workers, chunk int) (lo, hi int, ok bool) {
+	for {
+		if b.hdr.closed.Load() != 0 {
+			return 0, 0, false
+		}
+		next := b.hdr.next.Load()
+		if next >= uint64(b.n) {
+			return 0, 0, false
+		}
+		lo = int(next)
+		k := chunk
+		if k <= 0 {
+			k = (b.n - lo) / (2 * workers)
+		}
+		k = max(1, min(k, maxChunk, b.n-lo))
+		for k > 1 && b.end(lo+k-1)-b.end(lo-1) > softMessage {
+			k = max(1, k/2)
+		}
+		if b.hdr.next.CompareAndSwap(next, next+uint64(k)) {
+			return lo, lo + k, true
+		}
+	}
+}
+
+// pull runs a kindPull message: claim ranges, run them, send their results
+// quietly, and end with a flagDone message that wakes the parent.
+func (r *runner) pull(ctx context.Context, h msgHeader, body []byte, sl *shmLink) (retire bool, err error) {
+	name, rest, err := parseName(body)
+	if err != nil {
+		return false, err
+	}
+	spec, err := parsePullSpec(rest)
+	if err != nil {
+		return false, err
+	}
+	r.l.begin(h.job)
+	ctl := sl.ctl
+	ctl.claimCur.Store(noItem)
+	ctl.claimJob.Store(h.job)
+	fn := lookupTask(name, h.extra)
+	flags := uint8(flagPulled | flagDone)
+	b, err := openWorkerBoard(spec, h.job)
+	if err != nil {
+		return false, err
+	}
+	begun := func(i int) { ctl.claimCur.Store(uint64(i)) }
+	for !retire {
+		lo, hi, ok := b.claim(spec.workers, spec.chunk)
+		if !ok {
+			break
+		}
+		ctl.claimCur.Store(noItem)
+		ctl.claimLo.Store(uint64(lo))
+		ctl.claimHi.Store(uint64(hi))
+		items, err := b.items(lo, hi)
+		if err != nil {
+			return false, err
+		}
+		ih := msgHeader{kind: kindTask, flags: h.flags, count: hi - lo, first: lo, job: h.job}
+		var out []byte
+		var runFlags uint8
+		out, retire, runFlags, err = runItems(r.out[:0], ih, fn, items, &r.budget, r.l.aborted, begun, func(msg []byte) error {
+			msg[1] |= flagPulled
+			return sl.sendQuiet(ctx, msg)
+		})
+		if err != nil {
+			return retire, err
+		}
+		out[1] |= flagPulled
+		r.out = out
+		if err := sl.sendQuiet(ctx, out); err != nil {
+			return retire, err
+		}
+		if runFlags&flagAborted != 0 {
+			break // fail-fast or the parent's abort: take no more
+		}
+	}
+	if cap(r.out) > 2*softMessage {
+		r.out = nil
+	}
+	if retire {
+		flags |= flagRetire
+	}
+	done := appendHeader(r.out[:0], msgHeader{kind: kindResult, flags: flags, job: h.job})
+	return retire, r.l.send(ctx, done)
+}
+
+// collectPulled takes one result message of a pulled call; false means a
+// broken peer (a pulled result for no call it takes part in, a bad item).
+func (w *slot) collectPulled(l link, h msgHeader, body []byte) bool {
+	p := w.p
+	p.mu.Lock()
+	var ch *chunk
+	for _, x := range w.inflight {
+		if x.job == h.job && x.pull != nil {
+			ch = x
+			break
+		}
+	}
+	if ch == nil {
+		p.mu.Unlock()
+		return false
+	}
+	pl, c := ch.pull, ch.c
+	if ch.started.IsZero() {
+		ch.started = time.Now()
+	}
+	if h.flags&flagRetire != 0 {
+		w.retiring = true
+	}
+	if h.count > 0 {
+		w.noteTime(TaskTime{Func: c.e.name, Index: h.first, Tasks: h.count, Took: time.Duration(h.extra)})
+	}
+	id := w.id
+	p.mu.Unlock()
+	w.tasks.Add(int64(h.count))
+	w.busy.Add(int64(h.extra))
+	if h.first+h.count > pl.n {
+		return false
+	}
+	for k := range h.count {
+		if len(body) < 1 {
+			return false
+		}
+		st := body[0]
+		item, tail, err := nextItem(body[1:])
+		if err != nil {
+			return false
+		}
+		body = tail
+		if i := h.first + k; pl.deliveredOnce(i) && !c.finished.Load() {
+			deliverItem(c, i, st, item, id, false)
+		}
+	}
+	if h.flags&flagDone == 0 {
+		return true
+	}
+	p.mu.Lock()
+	if i := slices.Index(w.inflight, ch); i >= 0 {
+		w.inflight = slices.Delete(w.inflight, i, i+1)
+	}
+	lost := p.pullEndedLocked(pl, nil, nil)
+	pulling := slices.ContainsFunc(w.inflight, func(x *chunk) bool { return x.pull != nil })
+	p.mu.Unlock()
+	if sl, ok := l.(*shmLink); ok && !pulling {
+		sl.setCollectSpin(true)
+	}
+	if lost {
+		p.recoverPull(pl)
+	}
+	if p.moreToSend() {
+		w.kickSelf()
+	}
+	runtime.Gosched() // let the caller this readied run first (see collect)
+	return true
+}

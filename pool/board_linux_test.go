@@ -1,0 +1,192 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mproc/mproc/shm"
+)
+
+// runArg is a raw (fixed-size, pointer-free) argument: the shared run
+// counters' handle and the item's index.
+type runArg struct {
+	Runs [16]byte // shm.Array[int32] of run counts, as MarshalBinary gives it
+	I    int
+}
+
+func countRun(a runArg) (int, error) {
+	var runs shm.Array[int32]
+	if err := runs.UnmarshalBinary(a.Runs[:]); err != nil {
+		return 0, err
+	}
+	s := runs.Slice()
+	if a.I < 0 || a.I >= len(s) {
+		return 0, errors.New("index out of range")
+	}
+	atomic.AddInt32(&s[a.I], 1)
+	for end := time.Now().Add(2 * time.Microsecond); time.Now().Before(end); {
+	}
+	return 3*a.I + 1, nil
+}
+
+var (
+	countRuns     = Register("test.countruns", countRun, Idempotent())
+	countRunsOnce = Register("test.countrunsonce", countRun) // not idempotent
+)
+
+func runArgs(t *testing.T, n int) (*shm.Array[int32], []runArg) {
+	t.Helper()
+	runs, err := shm.NewArray[int32](n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { runs.Close() })
+	h, _ := runs.MarshalBinary()
+	args := make([]runArg, n)
+	for i := range args {
+		copy(args[i].Runs[:], h)
+		args[i].I = i
+	}
+	return runs, args
+}
+
+// killer SIGKILLs a random live worker of p every few milliseconds until
+// stop is closed, and returns how many it killed.
+func killer(p *Pool, stop <-chan struct{}) <-chan int {
+	out := make(chan int, 1)
+	go func() {
+		kills := 0
+		defer func() { out <- kills }()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Duration(5+rand.IntN(40)) * time.Millisecond):
+			}
+			st := p.Stats()
+			if pid := st[rand.IntN(len(st))].Pid; pid != 0 && killPid(pid) == nil {
+				kills++
+			}
+		}
+	}()
+	return out
+}
+
+// TestPulledMapsSurviveRandomKills: workers SIGKILLed at random moments
+// during pulled Maps of 100,000 items; every result arrives, exactly once,
+// and right.
+func TestPulledMapsSurviveRandomKills(t *testing.T) {
+	p := mustPool(t, &Config{Workers: 3, NoPin: true, Retries: 10})
+	const n = 100_000
+	_, args := runArgs(t, n)
+	stop := make(chan struct{})
+	kills := killer(p, stop)
+	for round := 0; round < 3; round++ {
+		got, err := waitResult(t, MapAsync(context.Background(), p, countRuns, args), 60*time.Second)
+		if err != nil {
+			close(stop)
+			t.Fatalf("round %d: Map = %v", round, err)
+		}
+		for i, v := range got {
+			if v != 3*i+1 {
+				close(stop)
+				t.Fatalf("round %d: result %d = %d, want %d", round, i, v, 3*i+1)
+			}
+		}
+	}
+	// Imap yields each index: none may come twice or be missing.
+	seen := make([]int, n)
+	for r, err := range ImapUnordered(context.Background(), p, countRuns, slices.Values(args)) {
+		if err != nil {
+			close(stop)
+			t.Fatalf("ImapUnordered item %d: %v", r.Index, err)
+		}
+		if r.Index < 0 || r.Index >= n || r.Value != 3*r.Index+1 {
+			close(stop)
+			t.Fatalf("ImapUnordered yielded %+v", r)
+		}
+		seen[r.Index]++
+	}
+	close(stop)
+	if k := <-kills; k == 0 {
+		t.Fatal("no worker was killed: the test proved nothing")
+	} else {
+		t.Logf("%d workers killed", k)
+	}
+	for i, c := range seen {
+		if c != 1 {
+			t.Fatalf("ImapUnordered yielded index %d %d times, want once", i, c)
+		}
+	}
+}
+
+// TestPulledNonIdempotentNeverRunsTwice: with a function that is not
+// Idempotent, a killed worker's task fails with a *WorkerError and no item
+// ever runs twice; every item that has a result ran exactly once.
+func TestPulledNonIdempotentNeverRunsTwice(t *testing.T) {
+	p := mustPool(t, &Config{Workers: 3, NoPin: true, Retries: 10})
+	const n = 100_000
+	runs, args := runArgs(t, n)
+	stop := make(chan struct{})
+	kills := killer(p, stop)
+	failed := 0
+	var mu sync.Mutex
+	for r, err := range ImapUnordered(context.Background(), p, countRunsOnce, slices.Values(args), ChunkSize(64)) {
+		if err != nil {
+			var we *WorkerError
+			if !errors.As(err, &we) {
+				close(stop)
+				t.Fatalf("item %d: %v, want a *WorkerError", r.Index, err)
+			}
+			mu.Lock()
+			failed++
+			mu.Unlock()
+			continue
+		}
+		if got := atomic.LoadInt32(&runs.Slice()[r.Index]); got != 1 || r.Value != 3*r.Index+1 {
+			close(stop)
+			t.Fatalf("item %d: value %d after %d runs, want %d after 1", r.Index, r.Value, got, 3*r.Index+1)
+		}
+	}
+	close(stop)
+	k := <-kills
+	for i, c := range runs.Slice() {
+		if c > 1 {
+			t.Fatalf("item %d ran %d times: it is not Idempotent", i, c)
+		}
+	}
+	if k == 0 {
+		t.Fatal("no worker was killed: the test proved nothing")
+	}
+	t.Logf("%d workers killed, %d items failed", k, failed)
+}
+
+// TestPulledCallsUseOneBoard: back-to-back Maps reuse the pool's boards
+// (no segment per call), and the boards go with the pool.
+func TestPulledCallsUseBoards(t *testing.T) {
+	p := mustPool(t, &Config{Workers: 2, NoPin: true})
+	_, args := runArgs(t, 1000)
+	for range 20 {
+		if _, err := Map(context.Background(), p, countRuns, args); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.core.mu.Lock()
+	boards := len(p.core.allBoards)
+	p.core.mu.Unlock()
+	if boards < 1 || boards > maxBoards {
+		t.Fatalf("%d boards after 20 pulled Maps, want 1..%d", boards, maxBoards)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(p.core.allBoards); n != 0 {
+		t.Fatalf("%d boards left after Close", n)
+	}
+}
