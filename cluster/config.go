@@ -49,8 +49,11 @@ type Config struct {
 
 	// Retries is how many times a chunk whose node died or stopped
 	// answering is delivered again, as pool.Config.Retries: the
-	// consumer's MaxDeliver is Retries+1. Zero means 1; negative means
-	// never.
+	// consumer's MaxDeliver is Retries+1. Zero (the default) means never:
+	// the chunk's items fail with a *pool.WorkerError. Negative is an
+	// error. Unlike a local pool's, a redelivered chunk runs again whether
+	// or not its function is Idempotent: JetStream cannot tell which of
+	// its items had begun, so only set Retries for idempotent tasks.
 	Retries int
 
 	// AckWait is how long a node may hold a chunk without a sign of life
@@ -89,10 +92,8 @@ func (c *Config) withDefaults() (Config, error) {
 	if cfg.Nodes == 0 && len(cfg.URLs) == 0 {
 		cfg.Nodes = 1
 	}
-	if cfg.Retries == 0 {
-		cfg.Retries = 1
-	} else if cfg.Retries < 0 {
-		cfg.Retries = 0
+	if cfg.Retries < 0 {
+		return cfg, fmt.Errorf("cluster: Retries %d is negative; 0 means a chunk is never delivered again", cfg.Retries)
 	}
 	if cfg.AckWait == 0 {
 		cfg.AckWait = 30 * time.Second

@@ -44,7 +44,7 @@ func TestNodeKilledMidMap(t *testing.T) {
 	urls := []string{s.URL()}
 	victim := mustNode(t, urls, "kill", 1)
 	mustNode(t, urls, "kill", 1)
-	p := mustConnect(t, &Config{URLs: urls, Namespace: "kill", Workers: 4, AckWait: time.Second, Memory: true})
+	p := mustConnect(t, &Config{URLs: urls, Namespace: "kill", Workers: 4, Retries: 2, AckWait: time.Second, Memory: true})
 	go func() {
 		time.Sleep(400 * time.Millisecond)
 		victim.Process.Kill()
@@ -212,7 +212,7 @@ func TestServerKilledMidMap(t *testing.T) {
 	mustNode(t, urls, "ha", 1)
 	mustNode(t, slices.Concat(urls[1:], urls[:1]), "ha", 1)
 	// The client connects to the server that is killed: it must fail over.
-	p := mustConnect(t, &Config{URLs: urls, Namespace: "ha", Workers: 4, Replicas: 3, AckWait: 2 * time.Second, Options: []nats.Option{nats.DontRandomize()}})
+	p := mustConnect(t, &Config{URLs: urls, Namespace: "ha", Workers: 4, Replicas: 3, Retries: 2, AckWait: 2 * time.Second, Options: []nats.Option{nats.DontRandomize()}})
 	go func() {
 		time.Sleep(500 * time.Millisecond)
 		servers[0].Close()
@@ -236,7 +236,7 @@ func TestMaxDeliverGivesWorkerError(t *testing.T) {
 	s := mustServer(t)
 	urls := []string{s.URL()}
 	mustNode(t, urls, "lost", 1)
-	p := mustConnect(t, &Config{URLs: urls, Namespace: "lost", Workers: 2, Retries: -1, AckWait: 500 * time.Millisecond, Memory: true})
+	p := mustConnect(t, &Config{URLs: urls, Namespace: "lost", Workers: 2, AckWait: 500 * time.Millisecond, Memory: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	_, err := pool.Apply(ctx, p, killNode, 0)
@@ -315,7 +315,7 @@ func TestNodeDrainsOnSIGTERM(t *testing.T) {
 	leaving := mustNode(t, urls, "drain", 1)
 	// AckWait far longer than the test: a chunk the leaving node dropped
 	// instead of finishing would stall the call.
-	p := mustConnect(t, &Config{URLs: urls, Namespace: "drain", Workers: 4, AckWait: time.Minute, Memory: true})
+	p := mustConnect(t, &Config{URLs: urls, Namespace: "drain", Workers: 4, Retries: 2, AckWait: time.Minute, Memory: true})
 	args := make([]time.Duration, 40)
 	for i := range args {
 		args[i] = 50 * time.Millisecond

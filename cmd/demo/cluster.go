@@ -54,7 +54,7 @@ func sectionCluster(w io.Writer, cfg *config) (err error) {
 	}
 	fmt.Fprintf(w, "%d nodes (this binary in node mode, 1 worker each, unpinned): pids %v\n\n", demoNodes, pids(nodes))
 
-	p, err := cluster.Connect(ctx, &cluster.Config{URLs: urls, Namespace: "demo", Workers: demoNodes, Replicas: 3, AckWait: 2 * time.Second})
+	p, err := cluster.Connect(ctx, &cluster.Config{URLs: urls, Namespace: "demo", Workers: demoNodes, Replicas: 3, Retries: 2, AckWait: 2 * time.Second})
 	if err != nil {
 		return err
 	}
