@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -323,4 +324,16 @@ func TestFunctionsCheckedOnTheNode(t *testing.T) {
 		t.Fatalf("Map(a function of other types on the node) = %v, want ErrFuncMismatch naming the node", err)
 	}
 	t.Logf("%v", err)
+}
+
+// TestConfigDefaults: Retries reads as in a local pool (0: never), and a
+// negative field is refused with an error naming it.
+func TestConfigDefaults(t *testing.T) {
+	cfg, err := (&Config{}).withDefaults()
+	if err != nil || cfg.Retries != 0 {
+		t.Fatalf("zero Config: Retries %d, err %v; want 0 (never redelivered), nil", cfg.Retries, err)
+	}
+	if _, err := (&Config{Retries: -1}).withDefaults(); err == nil || !strings.Contains(err.Error(), "Retries") {
+		t.Fatalf("Retries -1: err %v, want one naming Retries", err)
+	}
 }
