@@ -25,12 +25,27 @@ func mustPool(tb testing.TB, workers int) *pool.Pool {
 
 func TestSweepPoolBitIdentical(t *testing.T) {
 	samples := mustSamples(t, 10000, []float64{0, 0}, []float64{1, 0, 0, 1}, 123)
+	checkSweepPool(t, samples, []float64{0, 0})
+}
+
+// TestSweepPoolWidePoints: points of more coordinates than the raw task
+// holds take the CBOR task, with the same results.
+func TestSweepPoolWidePoints(t *testing.T) {
+	const d = maxTaskDims + 1
+	mean, cov := make([]float64, d), make([]float64, d*d)
+	for i := range d {
+		cov[i*d+i] = 1
+	}
+	checkSweepPool(t, mustSamples(t, 2000, mean, cov, 7), mean)
+}
+
+func checkSweepPool(t *testing.T, samples, x []float64) {
+	t.Helper()
 	shared, err := ShareSamples(samples)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer shared.Close()
-	x := []float64{0, 0}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for _, k := range []Kernel{Hypercube, Gaussian} {
