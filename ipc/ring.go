@@ -409,8 +409,54 @@ func (r *Ring) PutQuiet(ctx context.Context, msg []byte) error {
 	return r.Put(ctx, msg)
 }
 
+// TryPutQuiet is TryPut without waking a sleeping consumer (see PutQuiet).
+func (r *Ring) TryPutQuiet(msg []byte) error {
+	if len(msg) > r.maxMsg {
+		return ErrTooLarge
+	}
+	if r.l.closed.Load() != 0 {
+		return os.ErrClosed
+	}
+	switch r.put(msg, true) {
+	case opDone:
+		return nil
+	case opWait:
+		return ErrFull
+	}
+	return ErrCorrupt
+}
+
 // Spin returns the longest this view's blocked calls poll (see SetSpin).
 func (r *Ring) Spin() time.Duration { return time.Duration(r.spin.Load()) }
+
+// Readable reports whether Get would return without waiting: a message is
+// committed, or the ring is closed.
+func (r *Ring) Readable() bool {
+	return r.l.tail.Load() != r.l.head.Load() || r.l.closed.Load() != 0
+}
+
+// AwaitReadable waits as Get does until Get would not block, except that
+// where Get would sleep on the ring's futex it calls park, again and
+// again until the ring is readable. park must return once the producer may
+// have committed a message (the producer wakes it by other means, a socket
+// say); it runs with the poll budget spent. A consumer that must not block
+// in a system call while it waits (its runtime would hand its processor
+// off) waits this way.
+func (r *Ring) AwaitReadable(park func()) {
+	for range fastPolls {
+		if r.Readable() {
+			return
+		}
+	}
+	limit := time.Duration(r.spin.Load())
+	start := time.Now()
+	if !spinUntil(r.getSpin.next(limit), r.Readable) {
+		for !r.Readable() {
+			park()
+		}
+	}
+	r.getSpin.record(time.Since(start), limit)
+}
 
 // TryGet appends the oldest committed message to dst[:0] and returns it, or
 // returns ErrEmpty (os.ErrClosed once closed and drained) without blocking.

@@ -190,3 +190,34 @@ func TestPulledCallsUseBoards(t *testing.T) {
 		t.Fatalf("%d boards left after Close", n)
 	}
 }
+
+// TestParkedCollectorIsWoken: an idle pool's collectors park (no system
+// call, no poll); the worker that commits a result takes the park back and
+// wakes them through the control socket.
+func TestParkedCollectorIsWoken(t *testing.T) {
+	p := mustPool(t, &Config{Workers: 1, NoPin: true})
+	p.core.mu.Lock()
+	l := p.core.slots[0].l.(*shmLink)
+	p.core.mu.Unlock()
+	for round := range 5 {
+		waitFor(t, 5*time.Second, func() bool { return l.ctl.parked.Load() == 1 })
+		woken := l.woken.Load()
+		got, err := waitResult(t, ApplyAsync(context.Background(), p, cube, round), 5*time.Second)
+		if err != nil || got != round*round*round {
+			t.Fatalf("round %d: Apply = %d, %v", round, got, err)
+		}
+		if l.woken.Load() == woken {
+			t.Fatalf("round %d: the result came without the worker waking the parked collector", round)
+		}
+	}
+}
+
+// waitFor polls cond every millisecond and fails the test after d.
+func waitFor(t *testing.T, d time.Duration, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(d); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("condition not met within %v", d)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -203,6 +204,11 @@ func (c *child) serveCtl() {
 		case opFetch:
 			c.serveFetch(msg[1:])
 			continue
+		case opWake:
+			if c.releases != nil {
+				c.releases.wakeCollector()
+			}
+			continue
 		case opResult:
 			select {
 			case c.results <- append([]byte(nil), msg[1:]...):
@@ -328,9 +334,15 @@ func workerMain(string) int {
 		return exitProtocol
 	}
 	w.releases.posted = &l.ctl.releases
+	l.notify = func() { ctl.send([]byte{opWake}, nil) }
 	if err := ctl.send([]byte{opReady}, nil); err != nil {
 		return exitParentGone
 	}
+	// A second P, idle, spares the worker the runtime's hand-off when it
+	// sleeps on its task ring: sysmon retakes a P blocked in a system call
+	// only when no P is idle, and then polls every 20 µs for a while,
+	// preempting the task this pinned worker runs next on its one CPU.
+	runtime.GOMAXPROCS(max(2, runtime.GOMAXPROCS(0)))
 	if err := serve(context.Background(), l, s.maxTasks, &w.releases); err != nil {
 		fmt.Fprintln(os.Stderr, "mproc worker:", err)
 		return exitProtocol

@@ -17,13 +17,29 @@ func TestControlLayout(t *testing.T) {
 		{"magic offset", unsafe.Offsetof(c.magic), 0},
 		{"takenJob offset (worker's line)", unsafe.Offsetof(c.takenJob), 64},
 		{"abortJob offset (parent's line)", unsafe.Offsetof(c.abortJob), 128},
+		{"parked offset (shared line)", unsafe.Offsetof(c.parked), 192},
 	}
 	for _, tt := range tests {
 		if tt.got != tt.want {
 			t.Errorf("%s = %d, want %d", tt.name, tt.got, tt.want)
 		}
 	}
-	if s := unsafe.Sizeof(c); s > 192 || s > pageSize {
-		t.Errorf("sizeof(linkControl) = %d, want at most 192", s)
+	if s := unsafe.Sizeof(c); s > 256 || s > pageSize {
+		t.Errorf("sizeof(linkControl) = %d, want at most 256", s)
+	}
+}
+
+// TestBoardLayout: the parent's words, the workers' claim counter and the
+// close flag each have their own cache line, within the header page.
+func TestBoardLayout(t *testing.T) {
+	var b boardHeader
+	if o := unsafe.Offsetof(b.next); o != 64 {
+		t.Errorf("next offset = %d, want 64", o)
+	}
+	if o := unsafe.Offsetof(b.closed); o != 128 {
+		t.Errorf("closed offset = %d, want 128", o)
+	}
+	if s := unsafe.Sizeof(b); s > pageSize {
+		t.Errorf("sizeof(boardHeader) = %d, over the %d-byte header page", s, pageSize)
 	}
 }

@@ -106,6 +106,13 @@ type linkControl struct {
 	// releases counts the segment releases the parent has posted on the
 	// worker's control socket (release.go).
 	releases atomic.Uint64
+	_        [64 - 8*depth - 8]byte
+
+	// parked is 1 while the parent's collector waits for a result without
+	// polling: the worker, having committed a message, takes it back and
+	// wakes the collector through the control socket (see
+	// shmLink.recvResult). Both sides write it.
+	parked atomic.Uint32
 }
 
 // shmLink is one end of a worker's link segment.
@@ -120,6 +127,17 @@ type shmLink struct {
 	recvFrag []byte // used by recv only
 
 	spin time.Duration // the result ring's poll time while no call is pulled
+
+	// The collector's wait. It never sleeps in a system call: a goroutine
+	// blocked in one makes the Go runtime hand its P off and keeps sysmon
+	// waking every 20 µs, each wake preempting a worker on a 2-CPU machine
+	// (perf: dozens of context switches per KDE sweep). It polls, then
+	// parks on wake, which the control socket's reader (through the
+	// netpoller) signals when the worker asks (notify), or the monitor when
+	// the worker dies.
+	wake   chan struct{} // parent end: buffered 1
+	woken  atomic.Int64  // parent end: wakes received (for tests)
+	notify func()        // worker end: wake the parent's collector
 }
 
 var _ link = (*shmLink)(nil)
@@ -141,7 +159,7 @@ func newShmLink(slot int) (*shmLink, string, error) {
 		results, err = ipc.NewRing(mem[pageSize+half:], &cfg)
 		if err == nil {
 			ctl.magic.Store(controlMagic)
-			l := &shmLink{seg: seg, ctl: ctl, out: tasks, in: results, spin: results.Spin()}
+			l := &shmLink{seg: seg, ctl: ctl, out: tasks, in: results, spin: results.Spin(), wake: make(chan struct{}, 1)}
 			return l, "shm:" + strconv.FormatUint(seg.ID(), 16) + ":" + strconv.Itoa(half), nil
 		}
 	}
@@ -200,6 +218,9 @@ func (l *shmLink) send(ctx context.Context, msg []byte) error {
 		panic("pool: invariant broken: an empty, oversize or fragment-like message was encoded")
 	}
 	max := l.out.MaxMessage()
+	if l.notify != nil {
+		defer l.wakeParked()
+	}
 	if len(msg) <= max {
 		return l.out.Put(ctx, msg)
 	}
@@ -295,17 +316,67 @@ func (l *shmLink) recv(ctx context.Context, buf []byte) ([]byte, error) {
 func (l *shmLink) peerGone() {
 	l.in.Close()
 	l.out.Close()
+	if l.wake != nil {
+		l.wakeCollector()
+	}
 }
 
 func (l *shmLink) taken() uint64 { return l.ctl.takenJob.Load() }
 
 // sendQuiet is send without waking a sleeping parent: the message is seen
 // with the next one sent with send (a pulled call's results, see board.go).
+// A full ring wakes the parent, who makes room.
 func (l *shmLink) sendQuiet(ctx context.Context, msg []byte) error {
 	if len(msg) <= l.out.MaxMessage() && len(msg) > 0 && msg[0] < fragMore {
-		return l.out.PutQuiet(ctx, msg)
+		err := l.out.TryPutQuiet(msg)
+		if !errors.Is(err, ipc.ErrFull) {
+			return err
+		}
 	}
 	return l.send(ctx, msg)
+}
+
+// wakeParked is the worker's half of parked: called after committing a
+// message, it wakes a parked collector. The parent stores parked = 1 and
+// then looks at the ring; the worker commits and then takes parked: one of
+// them sees the other (sequentially consistent atomics).
+func (l *shmLink) wakeParked() {
+	if l.notify != nil && l.ctl.parked.Load() != 0 && l.ctl.parked.Swap(0) != 0 {
+		l.notify()
+	}
+}
+
+// wakeCollector ends a parked collector's wait.
+func (l *shmLink) wakeCollector() {
+	l.woken.Add(1)
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+// parkSlice bounds a parked collector's wait, should a wake be lost (the
+// worker died between committing and notifying, say).
+const parkSlice = 20 * time.Millisecond
+
+// recvResult is the parent collector's recv: see wake.
+func (l *shmLink) recvResult(buf []byte) ([]byte, error) {
+	l.in.AwaitReadable(l.park)
+	return l.recv(context.Background(), buf)
+}
+
+func (l *shmLink) park() {
+	l.ctl.parked.Store(1)
+	if l.in.Readable() {
+		l.ctl.parked.Store(0)
+		return
+	}
+	t := time.NewTimer(parkSlice)
+	select {
+	case <-l.wake:
+	case <-t.C:
+	}
+	t.Stop()
 }
 
 // claim reads the worker's claim record (see linkControl). It comes from

@@ -275,9 +275,14 @@ func (w *slot) pumpLocked(limit int, inline bool) {
 func (w *slot) collect(l link) {
 	p := w.p
 	var buf []byte
+	sl, _ := l.(*shmLink)
 	for {
 		var err error
-		buf, err = l.recv(context.Background(), buf)
+		if sl != nil {
+			buf, err = sl.recvResult(buf)
+		} else {
+			buf, err = l.recv(context.Background(), buf)
+		}
 		if err != nil {
 			return
 		}
