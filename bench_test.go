@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/mproc/mproc/internal/leakcheck"
 	"github.com/mproc/mproc/kde"
@@ -36,6 +38,8 @@ var (
 //	mode=pool/workers=K          a warm pool of K worker processes, samples shared once (kde.SweepPool)
 //	mode=pool-cold/workers=K     as the seed timed it: start the pool, share the samples, sweep, close
 //
+// parent-cpu-ms/op is the CPU time of the benchmark's own process per sweep
+// (getrusage): for the pool modes, what coordinating the workers costs.
 // Every sweep is checked bit-identical to the serial one.
 //
 //	go test -run '^$' -bench KDE -count 5 . | tee kde.txt; benchstat kde.txt
@@ -57,6 +61,7 @@ func BenchmarkKDE(b *testing.B) {
 		var serialNs float64
 		run := func(name string, sweep func() ([]kde.Point, error)) {
 			b.Run(name+"/"+size.name, func(b *testing.B) {
+				cpu0 := processCPU()
 				for b.Loop() {
 					got, err := sweep()
 					if err != nil {
@@ -66,6 +71,10 @@ func BenchmarkKDE(b *testing.B) {
 						b.Fatal("sweep differs from the serial sweep")
 					}
 				}
+				// The parent's own CPU (its threads, not the workers'): what a
+				// pool costs the caller's process, and takes from the CPUs the
+				// workers compute on.
+				b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/1000/float64(b.N), "parent-cpu-ms/op")
 				ns := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
 				if name == "mode=serial" {
 					serialNs = ns
@@ -103,6 +112,16 @@ func BenchmarkKDE(b *testing.B) {
 		}
 		shared.Close()
 	}
+}
+
+// processCPU returns the user and system CPU time this process has used
+// (getrusage(2) RUSAGE_SELF: all its threads, none of its children).
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func equalPoints(a, b []kde.Point) bool {

@@ -143,6 +143,7 @@ func BenchmarkApply(b *testing.B) {
 		slices.Sort(d)
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/roundtrip")
 		b.ReportMetric(float64(d[len(d)/2].Nanoseconds()), "p50-ns")
+		b.ReportMetric(float64(d[len(d)*99/100].Nanoseconds()), "p99-ns")
 	})
 	b.Run("goroutine/noop", func(b *testing.B) {
 		gp := newGoPool(1, func(x int) int { return x })
