@@ -8,7 +8,6 @@ import (
 	"os"
 	"runtime"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -25,12 +24,27 @@ type benchCase struct {
 	// run is one timed sweep; the pool rows pass opts (the progress hook)
 	// to their pool.Map.
 	run func(opts ...pool.CallOption) ([]kde.Point, error)
+	// pool is a warm row's pool: its workers' busy time is measured
+	// around each run, to say where a losing row's time went.
+	pool *pool.Pool
+	// warm, for a cold row, is the label of the warm row of the same size.
+	warm string
 }
 
 // benchResult is a case's measured times.
 type benchResult struct {
 	benchCase
 	times []time.Duration
+	busy  time.Duration // a warm row's worker busy time, summed over runs and workers
+}
+
+// busyTime returns the summed Busy of p's workers.
+func busyTime(p *pool.Pool) time.Duration {
+	var d time.Duration
+	for _, s := range p.Stats() {
+		d += s.Busy
+	}
+	return d
 }
 
 func (r benchResult) median() time.Duration {
@@ -92,9 +106,16 @@ func sectionBench(w io.Writer, cfg *config) error {
 		for i := range results {
 			base := done
 			progress := pool.Progress(func(n, _ int) { _ = bar.Set(base + n) })
+			var busy0 time.Duration
+			if p := results[i].pool; p != nil {
+				busy0 = busyTime(p)
+			}
 			start := time.Now()
 			got, err := results[i].run(progress)
 			elapsed := time.Since(start)
+			if p := results[i].pool; p != nil {
+				results[i].busy += busyTime(p) - busy0
+			}
 			if err != nil {
 				return fmt.Errorf("%s: %w", results[i].label, err)
 			}
@@ -117,15 +138,8 @@ func sectionBench(w io.Writer, cfg *config) error {
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "all %d configurations gave bit-identical (h, p) pairs.\n", len(results))
 	fmt.Fprintf(w, "GOMAXPROCS = %d: more goroutines or processes than that cannot run at once.\n", runtime.GOMAXPROCS(0))
-	var slower []string
-	for _, r := range results[1:] {
-		if r.median() > serial {
-			slower = append(slower, r.label)
-		}
-	}
-	if len(slower) > 0 {
-		fmt.Fprintf(w, "slower than serial: %s. The whole serial sweep takes only %s here, so starting workers (cold) or handing them work (warm) costs more than the split saves; try -n 1000000.\n",
-			strings.Join(slower, "; "), fmtDur(serial))
+	for _, line := range whyLosing(results) {
+		fmt.Fprintln(w, line)
 	}
 	printInsights(w, warmPools)
 	if cfg.plot != "" {
@@ -135,6 +149,44 @@ func sectionBench(w io.Writer, cfg *config) error {
 		fmt.Fprintln(w, "bar chart written to", cfg.plot)
 	}
 	return nil
+}
+
+// whyLosing says, for each process row slower than serial, where its time
+// went, from what was measured: a warm row's wall time against its
+// workers' busy time (the rest is handing work over and waking), a cold
+// row's time against its warm row's (the rest is starting and stopping
+// the workers).
+func whyLosing(results []benchResult) []string {
+	serial := results[0].median()
+	medians := make(map[string]time.Duration)
+	for _, r := range results {
+		medians[r.label] = r.median()
+	}
+	var out []string
+	for _, r := range results[1:] {
+		m := r.median()
+		if m <= serial {
+			continue
+		}
+		switch {
+		case r.pool != nil:
+			workers := time.Duration(len(r.pool.Stats()))
+			runs := time.Duration(len(r.times))
+			var wall time.Duration
+			for _, t := range r.times {
+				wall += t
+			}
+			each := r.busy / runs / workers
+			out = append(out, fmt.Sprintf("%s loses: each worker computed %s of a sweep's %s (means of the runs); the other %s is handing work over and waking.",
+				r.label, fmtDur(each), fmtDur(wall/runs), fmtDur(max(wall/runs-each, 0))))
+		case r.warm != "":
+			out = append(out, fmt.Sprintf("%s loses: %s of its %s is starting and stopping the workers (its warm row takes %s).",
+				r.label, fmtDur(max(m-medians[r.warm], 0)), fmtDur(m), fmtDur(medians[r.warm])))
+		default:
+			out = append(out, fmt.Sprintf("%s loses: the whole serial sweep takes only %s.", r.label, fmtDur(serial)))
+		}
+	}
+	return out
 }
 
 // poolBenchCases returns the worker-process rows of the benchmark, for each
@@ -168,6 +220,7 @@ func poolBenchCases(cfg *config, samples, widths []float64) ([]benchCase, []*poo
 		}
 		pools = append(pools, p)
 		cases = append(cases, benchCase{
+			pool:  p,
 			label: fmt.Sprintf("pool %d processes, warm", k), bar: fmt.Sprintf("%d procs warm", k),
 			run: func(opts ...pool.CallOption) ([]kde.Point, error) {
 				return kde.SweepPool(ctx, p, shared, origin, widths, cfg.kernel, opts...)
@@ -176,6 +229,7 @@ func poolBenchCases(cfg *config, samples, widths []float64) ([]benchCase, []*poo
 	}
 	for _, k := range cfg.procs {
 		cases = append(cases, benchCase{
+			warm:  fmt.Sprintf("pool %d processes, warm", k),
 			label: fmt.Sprintf("pool %d processes, cold (seed)", k), bar: fmt.Sprintf("%d procs cold", k),
 			run: func(opts ...pool.CallOption) ([]kde.Point, error) {
 				return kde.SweepNewPool(ctx, k, samples, origin, widths, cfg.kernel, opts...)
