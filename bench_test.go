@@ -36,7 +36,9 @@ var (
 //	mode=serial                  one goroutine, kde.Sweep
 //	mode=goroutines/workers=K    K goroutines, kde.SweepGoroutines
 //	mode=pool/workers=K          a warm pool of K worker processes, samples shared once (kde.SweepPool)
-//	mode=pool-cold/workers=K     as the seed timed it: start the pool, share the samples, sweep, close
+//	mode=pool-cold/workers=K     as the seed timed it: start the pool, sweep, close (the samples
+//	                             were drawn into shared memory beforehand, as the seed's were
+//	                             drawn into a NumPy array: kde.NormalSamplesShared)
 //
 // parent-cpu-ms/op is the CPU time of the benchmark's own process per sweep
 // (getrusage): for the pool modes, what coordinating the workers costs.
@@ -107,7 +109,7 @@ func BenchmarkKDE(b *testing.B) {
 		}
 		for _, k := range benchWorkers {
 			run(fmt.Sprintf("mode=pool-cold/workers=%d", k), func() ([]kde.Point, error) {
-				return kde.SweepNewPool(ctx, k, samples, benchPoint, benchWidths, kde.Hypercube)
+				return kde.SweepNewPoolShared(ctx, k, shared, benchPoint, benchWidths, kde.Hypercube)
 			})
 		}
 		shared.Close()

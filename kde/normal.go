@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 
+	"github.com/mproc/mproc/shm"
 	"gonum.org/v1/gonum/mat"
 	"gonum.org/v1/gonum/stat/distmv"
 )
@@ -13,6 +14,36 @@ import (
 // returns them as one flat row-major slice of n*d values. The same seed
 // gives the same samples (with the same gonum version), on every platform.
 func NormalSamples(n int, mean, cov []float64, seed uint64) ([]float64, error) {
+	dist, err := normalSampler(n, mean, cov, seed)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]float64, n*len(mean))
+	fillNormal(out, dist, len(mean))
+	return out, nil
+}
+
+// NormalSamplesShared is NormalSamples drawn straight into a new shared
+// array, frozen read-only: the same values for the same seed, ready for
+// SweepPool without the copy ShareSamples makes. The caller closes it.
+func NormalSamplesShared(n int, mean, cov []float64, seed uint64) (*shm.Array[float64], error) {
+	dist, err := normalSampler(n, mean, cov, seed)
+	if err != nil {
+		return nil, err
+	}
+	a, err := shm.NewArray[float64](n * len(mean))
+	if err != nil {
+		return nil, fmt.Errorf("normal samples: %w", err)
+	}
+	fillNormal(a.Slice(), dist, len(mean))
+	if err := a.Freeze(); err != nil {
+		a.Close()
+		return nil, fmt.Errorf("normal samples: %w", err)
+	}
+	return a, nil
+}
+
+func normalSampler(n int, mean, cov []float64, seed uint64) (*distmv.Normal, error) {
 	if n < 0 {
 		return nil, fmt.Errorf("normal samples: n = %d: %w", n, ErrNoSamples)
 	}
@@ -20,12 +51,14 @@ func NormalSamples(n int, mean, cov []float64, seed uint64) ([]float64, error) {
 	if err != nil {
 		return nil, fmt.Errorf("normal samples: %w", err)
 	}
-	d := len(mean)
-	out := make([]float64, n*d)
-	for i := range n {
+	return dist, nil
+}
+
+// fillNormal fills out with len(out)/d samples of dist, one after another.
+func fillNormal(out []float64, dist *distmv.Normal, d int) {
+	for i := range len(out) / d {
 		dist.Rand(out[i*d : (i+1)*d : (i+1)*d])
 	}
-	return out, nil
 }
 
 // NormalDensity returns the probability density at x of the multivariate

@@ -112,10 +112,23 @@ func SweepPool(ctx context.Context, p *pool.Pool, samples *shm.Array[float64], x
 }
 
 // SweepNewPool is the seed's multiprocess(): it starts a pool of workers
-// processes, shares the samples, runs SweepPool and closes the pool, all of
-// which the caller's timing includes. It returns the sweep, or the first
-// error of those steps. opts go to SweepPool.
-func SweepNewPool(ctx context.Context, workers int, samples, x, widths []float64, k Kernel, opts ...pool.CallOption) (out []Point, err error) {
+// processes, shares the samples (one copy into shared memory), runs
+// SweepPool and closes the pool, all of which the caller's timing
+// includes. It returns the sweep, or the first error of those steps. opts
+// go to SweepPool. Samples that already live in a shared array (see
+// NormalSamplesShared) take SweepNewPoolShared, which copies nothing.
+func SweepNewPool(ctx context.Context, workers int, samples, x, widths []float64, k Kernel, opts ...pool.CallOption) ([]Point, error) {
+	shared, err := ShareSamples(samples)
+	if err != nil {
+		return nil, err
+	}
+	defer shared.Close()
+	return SweepNewPoolShared(ctx, workers, shared, x, widths, k, opts...)
+}
+
+// SweepNewPoolShared is SweepNewPool for samples already in a frozen shared
+// array: start the pool, sweep, close it.
+func SweepNewPoolShared(ctx context.Context, workers int, samples *shm.Array[float64], x, widths []float64, k Kernel, opts ...pool.CallOption) (out []Point, err error) {
 	p, err := pool.New(&pool.Config{Workers: workers})
 	if err != nil {
 		return nil, err
@@ -125,10 +138,5 @@ func SweepNewPool(ctx context.Context, workers int, samples, x, widths []float64
 			err = cerr
 		}
 	}()
-	shared, err := ShareSamples(samples)
-	if err != nil {
-		return nil, err
-	}
-	defer shared.Close()
-	return SweepPool(ctx, p, shared, x, widths, k, opts...)
+	return SweepPool(ctx, p, samples, x, widths, k, opts...)
 }

@@ -113,3 +113,45 @@ func TestSweepNewPool(t *testing.T) {
 		t.Errorf("negative width: err = %v, want ErrWidth", err)
 	}
 }
+
+// TestNormalSamplesShared: the shared draw is the plain one, frozen, and
+// SweepNewPoolShared sweeps it as SweepNewPool sweeps the slice.
+func TestNormalSamplesShared(t *testing.T) {
+	mean, cov := []float64{0, 0}, []float64{1, 0, 0, 1}
+	want := mustSamples(t, 5000, mean, cov, 99)
+	a, err := NormalSamplesShared(5000, mean, cov, 99)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if !a.Segment().Frozen() {
+		t.Error("NormalSamplesShared returned a writable array")
+	}
+	got := a.Slice()
+	if len(got) != len(want) {
+		t.Fatalf("%d values, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("value %d = %v, want %v (bit-identical to NormalSamples)", i, got[i], want[i])
+		}
+	}
+	widths := Linspace(1.0, 1.2, 20)
+	ctx := context.Background()
+	viaSlice, err := SweepNewPool(ctx, 2, want, mean, widths, Hypercube)
+	if err != nil {
+		t.Fatal(err)
+	}
+	viaShared, err := SweepNewPoolShared(ctx, 2, a, mean, widths, Hypercube)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range viaSlice {
+		if viaSlice[i] != viaShared[i] {
+			t.Fatalf("point %d: %+v from the shared samples, %+v from the slice", i, viaShared[i], viaSlice[i])
+		}
+	}
+	if _, err := NormalSamplesShared(10, mean, []float64{1, 2, 3}, 1); !errors.Is(err, ErrDimension) {
+		t.Errorf("bad covariance: %v, want ErrDimension", err)
+	}
+}

@@ -191,10 +191,13 @@ func whyLosing(results []benchResult) []string {
 
 // poolBenchCases returns the worker-process rows of the benchmark, for each
 // k in cfg.procs:
-//   - "pool k warm": the pool is started and the samples shared (copied once
-//     into a frozen shm.Array) before timing, so a run is only the sweep;
-//   - "pool k cold": the seed's way, everything inside the timed run: start
-//     the workers, share the samples, sweep, close the pool.
+//   - "pool k warm": the pool is started before timing, so a run is only
+//     the sweep;
+//   - "pool k cold": the seed's way, the pool's life inside the timed run:
+//     start the workers, sweep, close the pool.
+//
+// Both read the samples from one frozen shm.Array, shared before timing as
+// the seed's samples were drawn into a NumPy array before its timing.
 //
 // It also returns the warm rows' pools and a function that releases what
 // they hold.
@@ -232,7 +235,7 @@ func poolBenchCases(cfg *config, samples, widths []float64) ([]benchCase, []*poo
 			warm:  fmt.Sprintf("pool %d processes, warm", k),
 			label: fmt.Sprintf("pool %d processes, cold (seed)", k), bar: fmt.Sprintf("%d procs cold", k),
 			run: func(opts ...pool.CallOption) ([]kde.Point, error) {
-				return kde.SweepNewPool(ctx, k, samples, origin, widths, cfg.kernel, opts...)
+				return kde.SweepNewPoolShared(ctx, k, shared, origin, widths, cfg.kernel, opts...)
 			},
 		})
 	}
