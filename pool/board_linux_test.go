@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -218,6 +219,44 @@ func waitFor(t *testing.T, d time.Duration, cond func() bool) {
 	for end := time.Now().Add(d); !cond(); time.Sleep(time.Millisecond) {
 		if time.Now().After(end) {
 			t.Fatalf("condition not met within %v", d)
+		}
+	}
+}
+
+// crashAt3 ends its worker as a Go fatal error does, at item 3.
+var crashAt3 = Register("test.crashat3", func(i int) (int, error) {
+	if i == 3 {
+		os.Exit(2)
+	}
+	time.Sleep(2 * time.Millisecond)
+	return i, nil
+})
+
+// TestCloseAfterCrashDuringPull: a worker that dies during pulled Imap
+// batches leaves pull messages queued for its replacement; once their
+// calls are over they must not hold back Close (found by the demo, where
+// Close hung for good).
+func TestCloseAfterCrashDuringPull(t *testing.T) {
+	for round := range 5 {
+		p := mustPool(t, &Config{Workers: 2, NoPin: true})
+		failed := 0
+		for _, err := range Imap(context.Background(), p, crashAt3, slices.Values([]int{0, 1, 2, 3, 4, 5, 6, 7}), ChunkSize(1)) {
+			if err != nil {
+				failed++
+			}
+		}
+		if failed != 1 {
+			t.Fatalf("round %d: %d items failed, want 1 (the crashing one)", round, failed)
+		}
+		done := make(chan error, 1)
+		go func() { done <- p.Close() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("round %d: Close = %v", round, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("round %d: Close hangs", round)
 		}
 	}
 }

@@ -66,6 +66,15 @@ func (p *core) take(w *slot, limit int) (ch *chunk, l link, stop bool) {
 	if l == nil || w.retiring || w.timedOut != nil || w.stopSent {
 		return nil, nil, false
 	}
+	// Pull messages of calls that finished are never sent: drop them first,
+	// so that a closing pool's last one does not hold back the stop.
+	w.pullQ = slices.DeleteFunc(w.pullQ, func(ch *chunk) bool {
+		if ch.c.finished.Load() {
+			p.pullEndedLocked(ch.pull, nil, nil)
+			return true
+		}
+		return false
+	})
 	if p.state == stateClosing && len(p.pending) == 0 && len(w.inflight) == 0 && len(w.pullQ) == 0 {
 		w.stopSent = true
 		return nil, l, true
@@ -74,11 +83,6 @@ func (p *core) take(w *slot, limit int) (ch *chunk, l link, stop bool) {
 		ch = w.pullQ[0]
 		w.pullQ[0] = nil
 		w.pullQ = w.pullQ[1:]
-		if ch.c.finished.Load() {
-			p.pullEndedLocked(ch.pull, nil, nil)
-			ch = nil
-			continue
-		}
 		ch.sent = false
 		w.inflight = append(w.inflight, ch)
 		return ch, l, false
