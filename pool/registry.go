@@ -114,7 +114,11 @@ func register[A, R any](name string, orig any, fn func(context.Context, A) (R, e
 	if len(name) > maxNameLen {
 		panic(fmt.Sprintf("pool: Register(%.40q...): name of %d bytes, over the %d-byte limit", name, len(name), maxNameLen))
 	}
-	argc, resc := codec.For[A](), codec.For[R]()
+	// Zero codecs find their type's plan on first use: every worker runs
+	// every Register of the program at start-up, and building the plans
+	// there was most of the pool package's share of a worker's start.
+	var argc codec.Codec[A]
+	var resc codec.Codec[R]
 	ta, tr := reflect.TypeFor[A](), reflect.TypeFor[R]()
 	e := &entry{
 		name:     name,

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"sync"
 )
 
 // HeaderSize is the size of the header at the start of every segment; the
@@ -46,7 +47,10 @@ type header struct {
 // byte before it.
 const checksumOffset = HeaderSize - 4
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+// castagnoli is built on first use, not at package init: every worker
+// process pays its package initialisers, and MakeTable builds the SSE4.2
+// tables (8 KB) whether or not the process ever checks a header.
+var castagnoli = sync.OnceValue(func() *crc32.Table { return crc32.MakeTable(crc32.Castagnoli) })
 
 // encode writes h into b[:HeaderSize] with a fresh checksum.
 func (h *header) encode(b []byte) {
@@ -54,7 +58,7 @@ func (h *header) encode(b []byte) {
 	if _, err := binary.Encode(b[:HeaderSize], binary.LittleEndian, h); err != nil {
 		panic("shm: invariant violated: header does not encode into HeaderSize bytes: " + err.Error())
 	}
-	h.Checksum = crc32.Checksum(b[:checksumOffset], castagnoli)
+	h.Checksum = crc32.Checksum(b[:checksumOffset], castagnoli())
 	binary.LittleEndian.PutUint32(b[checksumOffset:], h.Checksum)
 }
 
@@ -76,7 +80,7 @@ func decodeHeader(b []byte, fileSize int64) (header, error) {
 	if h.Version != layoutVersion {
 		return h, fmt.Errorf("%w: got %d, this build reads %d", ErrVersion, h.Version, layoutVersion)
 	}
-	if sum := crc32.Checksum(raw[:checksumOffset], castagnoli); sum != h.Checksum {
+	if sum := crc32.Checksum(raw[:checksumOffset], castagnoli()); sum != h.Checksum {
 		return h, fmt.Errorf("%w: stored %#08x, computed %#08x", ErrChecksum, h.Checksum, sum)
 	}
 	if h.ID == 0 {
