@@ -43,6 +43,22 @@
 //	}
 //	pool.Map(ctx, p, evalRange, jobs) // each job is a few bytes
 //
+// # How work reaches the workers
+//
+// Apply and single items are pushed: each worker's link holds at most two
+// task messages, the one running and the next. A Map, MapAsync or Imap
+// batch of several items is pulled instead: it is published once on a
+// board (a shared segment, reused; at most four per pool) and every worker
+// claims ranges of items from it until none are left, guided sizes by
+// default (what is left over twice the workers) or ChunkSize. Results come
+// back without waking the parent, except each worker's last; the parent's
+// collectors wait without a system call. Calls with a TaskTimeout, pools
+// with MaxTasksPerWorker and calls too large for a board (2 MiB of encoded
+// arguments) are pushed in chunks. A worker that dies during a pulled call
+// loses nothing: once every worker is done with the call, the items without
+// a result run again, and only those its claim record says may have begun
+// count as attempts (Retries, Idempotent).
+//
 // # Failures
 //
 // A task's error comes back as a *TaskError (task index, worker pid; a
