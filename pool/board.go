@@ -242,13 +242,22 @@ func (p *core) recoverPull(pl *pulled) {
 			continue
 		}
 		hi := lo + 1
-		for hi < pl.n && hi-lo < maxChunk && !pl.isDelivered(hi) && pl.mayHaveRun[hi] == nil {
+		for hi < pl.n && hi-lo < recoverChunk && !pl.isDelivered(hi) && pl.mayHaveRun[hi] == nil {
 			hi++
 		}
 		p.requeue(&chunk{c: c, args: args, lo: lo, hi: hi})
 		lo = hi
 	}
 }
+
+// loudClaim is the claim size from which a worker wakes the parent with
+// its results rather than sending them quietly.
+const loudClaim = 256
+
+// recoverChunk bounds the pushed chunks that re-run a pulled call's lost
+// items: a pushed chunk whose worker dies is charged whole, so small ones
+// keep a second death from costing many items an attempt.
+const recoverChunk = 64
 
 // encodePull appends the pull message of pl for one worker.
 func encodePull(dst []byte, pl *pulled, e *entry, flags uint8) []byte {
@@ -383,19 +392,25 @@ func (r *runner) pull(ctx context.Context, h msgHeader, body []byte, sl *shmLink
 		if err != nil {
 			return false, err
 		}
+		// A large claim's results are worth a wake-up: the parent decodes
+		// them while this worker runs on, instead of all at the end.
+		send := sl.sendQuiet
+		if hi-lo >= loudClaim {
+			send = sl.send
+		}
 		ih := msgHeader{kind: kindTask, flags: h.flags, count: hi - lo, first: lo, job: h.job}
 		var out []byte
 		var runFlags uint8
 		out, retire, runFlags, err = runItems(r.out[:0], ih, fn, items, &r.budget, r.l.aborted, begun, func(msg []byte) error {
 			msg[1] |= flagPulled
-			return sl.sendQuiet(ctx, msg)
+			return send(ctx, msg)
 		})
 		if err != nil {
 			return retire, err
 		}
 		out[1] |= flagPulled
 		r.out = out
-		if err := sl.sendQuiet(ctx, out); err != nil {
+		if err := send(ctx, out); err != nil {
 			return retire, err
 		}
 		if runFlags&flagAborted != 0 {

@@ -83,7 +83,9 @@ func killer(p *Pool, stop <-chan struct{}) <-chan int {
 // during pulled Maps of 100,000 items; every result arrives, exactly once,
 // and right.
 func TestPulledMapsSurviveRandomKills(t *testing.T) {
-	p := mustPool(t, &Config{Workers: 3, NoPin: true, Retries: 10})
+	// Kills every 25 ms on average are far more than any real failure
+	// rate: allow enough retries that an item never runs out of them.
+	p := mustPool(t, &Config{Workers: 3, NoPin: true, Retries: 100})
 	const n = 100_000
 	_, args := runArgs(t, n)
 	stop := make(chan struct{})
