@@ -346,14 +346,23 @@ func (r *Ring) get(dst []byte) ([]byte, int) {
 
 // TryPut commits msg if there is room now. It returns ErrTooLarge,
 // os.ErrClosed, ErrFull or ErrCorrupt without blocking.
-func (r *Ring) TryPut(msg []byte) error {
+func (r *Ring) TryPut(msg []byte) error { return r.tryPut(msg, false) }
+
+// TryPutQuiet is TryPut that does not wake a consumer sleeping on the ring:
+// a consumer that polls sees the message, a sleeping one only with the next
+// Put (or Wake, Close). It batches a burst of messages behind one wake-up:
+// the last of the burst goes with Put, and so does one that finds the ring
+// full (ErrFull), so that the consumer wakes and makes room.
+func (r *Ring) TryPutQuiet(msg []byte) error { return r.tryPut(msg, true) }
+
+func (r *Ring) tryPut(msg []byte, quiet bool) error {
 	if len(msg) > r.maxMsg {
 		return ErrTooLarge
 	}
 	if r.l.closed.Load() != 0 {
 		return os.ErrClosed
 	}
-	switch r.put(msg, false) {
+	switch r.put(msg, quiet) {
 	case opDone:
 		return nil
 	case opWait:
@@ -385,45 +394,6 @@ func (r *Ring) putWait(ctx context.Context, msg []byte, quit *atomic.Bool) error
 			return err
 		}
 	}
-}
-
-// PutQuiet commits msg as Put does but does not wake a consumer sleeping on
-// the ring: a consumer that polls sees it, a sleeping one only with the next
-// Put (or Wake, Close). It batches a burst of messages behind one wake-up,
-// the last message of the burst going with Put. When the ring is full it
-// wakes the consumer (who must make room) and waits as Put does.
-func (r *Ring) PutQuiet(ctx context.Context, msg []byte) error {
-	if len(msg) > r.maxMsg {
-		return ErrTooLarge
-	}
-	if r.l.closed.Load() != 0 {
-		return os.ErrClosed
-	}
-	switch r.put(msg, true) {
-	case opDone:
-		return nil
-	case opCorrupt:
-		return ErrCorrupt
-	}
-	r.l.data.notify()
-	return r.Put(ctx, msg)
-}
-
-// TryPutQuiet is TryPut without waking a sleeping consumer (see PutQuiet).
-func (r *Ring) TryPutQuiet(msg []byte) error {
-	if len(msg) > r.maxMsg {
-		return ErrTooLarge
-	}
-	if r.l.closed.Load() != 0 {
-		return os.ErrClosed
-	}
-	switch r.put(msg, true) {
-	case opDone:
-		return nil
-	case opWait:
-		return ErrFull
-	}
-	return ErrCorrupt
 }
 
 // Spin returns the longest this view's blocked calls poll (see SetSpin).
