@@ -54,15 +54,12 @@ func mustServer(tb testing.TB) *Server {
 // drained, or SIGKILLed after 10 s, and reaped at cleanup.
 func mustNode(tb testing.TB, urls []string, ns string, workers int, env ...string) *testNode {
 	tb.Helper()
-	exe, err := os.Executable()
+	cmd, err := NodeCommand(urls, ns, workers)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), NodeEnv(urls, ns, workers)...)
 	cmd.Env = append(cmd.Env, envName+"=node-"+strconv.Itoa(len(urls))+"-"+ns, envCPUs+"=none")
 	cmd.Env = append(cmd.Env, env...)
-	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		tb.Fatal(err)
 	}

@@ -9,7 +9,9 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -148,6 +150,7 @@ func TestCallerKilled(t *testing.T) {
 	mustNode(t, urls, "dead", 2)
 	exe, _ := os.Executable()
 	caller := exec.Command(exe)
+	dieWithParent(caller)
 	caller.Env = append(os.Environ(), "MPROC_TEST_CALLER="+s.URL())
 	out, _ := caller.StdoutPipe()
 	caller.Stderr = os.Stderr
@@ -348,5 +351,51 @@ func TestNodeDrainsOnSIGTERM(t *testing.T) {
 	}
 	if !slices.Contains(got, leaving.Process.Pid) || !slices.Contains(got, staying.Process.Pid) {
 		t.Fatalf("tasks ran on %v, want both the leaving and the staying node", got)
+	}
+}
+
+// testNodeParent is a process that starts one node with NodeCommand,
+// prints its pid and waits to be killed.
+func testNodeParent(url string) int {
+	cmd, err := NodeCommand([]string{url}, "orphan", 1)
+	if err != nil {
+		return 1
+	}
+	cmd.Env = append(cmd.Env, envCPUs+"=none")
+	if err := cmd.Start(); err != nil {
+		return 1
+	}
+	fmt.Println(cmd.Process.Pid)
+	select {}
+}
+
+// TestNodeDiesWithItsParent: a node started with NodeCommand goes when the
+// process that started it is SIGKILLed; none is left reconnecting (a
+// timed-out test binary once left two for half an hour).
+func TestNodeDiesWithItsParent(t *testing.T) {
+	s := mustServer(t)
+	exe, _ := os.Executable()
+	parent := exec.Command(exe)
+	dieWithParent(parent)
+	parent.Env = append(os.Environ(), "MPROC_TEST_NODE_PARENT="+s.URL())
+	out, _ := parent.StdoutPipe()
+	parent.Stderr = os.Stderr
+	if err := parent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	node, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil {
+		parent.Process.Kill()
+		parent.Wait()
+		t.Fatalf("the parent printed %q, want the node's pid", line)
+	}
+	parent.Process.Kill()
+	parent.Wait()
+	for deadline := time.Now().Add(10 * time.Second); syscall.Kill(node, 0) == nil; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			syscall.Kill(node, syscall.SIGKILL)
+			t.Fatalf("node %d still runs 10 s after its parent was killed", node)
+		}
 	}
 }

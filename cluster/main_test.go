@@ -13,5 +13,8 @@ func TestMain(m *testing.M) {
 	if url := os.Getenv("MPROC_TEST_CALLER"); url != "" {
 		os.Exit(testCaller(url))
 	}
+	if url := os.Getenv("MPROC_TEST_NODE_PARENT"); url != "" {
+		os.Exit(testNodeParent(url))
+	}
 	os.Exit(leakcheck.Run(m))
 }

@@ -108,6 +108,25 @@ func NodeEnv(urls []string, ns string, workers int) []string {
 	return env
 }
 
+// NodeCommand returns a command that starts this program as a node of
+// namespace ns on the servers at urls (NodeEnv), its stderr this process's.
+// On Linux the node is tied to this process as a pool's workers are: it is
+// killed when this process dies (SysProcAttr.Pdeathsig), so a parent that
+// crashes, or a test binary that times out, leaves no node behind
+// reconnecting for good to servers that may have died with it. Add to its
+// Env before Start; run nodes meant to outlive you from a service manager.
+func NodeCommand(urls []string, ns string, workers int) (*exec.Cmd, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("cluster: node command: %w", err)
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), NodeEnv(urls, ns, workers)...)
+	cmd.Stderr = os.Stderr
+	dieWithParent(cmd)
+	return cmd, nil
+}
+
 // nodeProc is a node process Connect started.
 type nodeProc struct {
 	cmd  *exec.Cmd
@@ -115,16 +134,13 @@ type nodeProc struct {
 }
 
 func startNode(urls []string, ns string, workers int, unpinned bool) (*nodeProc, error) {
-	exe, err := os.Executable()
+	cmd, err := NodeCommand(urls, ns, workers)
 	if err != nil {
-		return nil, fmt.Errorf("cluster: start node: %w", err)
+		return nil, err
 	}
-	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), NodeEnv(urls, ns, workers)...)
 	if unpinned {
 		cmd.Env = append(cmd.Env, envCPUs+"=none")
 	}
-	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("cluster: start node: %w", err)
 	}

@@ -156,14 +156,11 @@ func timeSweep(ctx context.Context, p *pool.Pool, shared *shm.Array[float64], wi
 }
 
 func startDemoNode(urls []string, i int) (*exec.Cmd, error) {
-	exe, err := os.Executable()
+	cmd, err := cluster.NodeCommand(urls, "demo", 1)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), cluster.NodeEnv(urls, "demo", 1)...)
 	cmd.Env = append(cmd.Env, "MPROC_NODE_NAME=demo-node-"+strconv.Itoa(i), "MPROC_NODE_CPUS=none")
-	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start node: %w", err)
 	}
