@@ -87,7 +87,7 @@ func newBoard() (*board, error) {
 	return b, nil
 }
 
-// fits reports whether args fit in a board.
+// boardFits reports whether args fit in a board.
 func boardFits(args *encoded) bool {
 	n := args.len()
 	return n <= maxBoardItems && boardData(n)+len(args.buf)+4*n <= boardSize

@@ -57,16 +57,16 @@ func runArgs(t *testing.T, n int) (*shm.Array[int32], []runArg) {
 	return runs, args
 }
 
-// killer SIGKILLs a random live worker of p every few milliseconds until
-// stop is closed, and returns how many it killed.
-func killer(p *Pool, stop <-chan struct{}) <-chan int {
-	out := make(chan int, 1)
+// killer SIGKILLs a random live worker of p every 5 to 45 ms until stop
+// is called, or the test ends; stop returns how many it killed.
+func killer(t *testing.T, p *Pool) (stop func() int) {
+	quit, out := make(chan struct{}), make(chan int, 1)
 	go func() {
 		kills := 0
 		defer func() { out <- kills }()
 		for {
 			select {
-			case <-stop:
+			case <-quit:
 				return
 			case <-time.After(time.Duration(5+rand.IntN(40)) * time.Millisecond):
 			}
@@ -76,7 +76,9 @@ func killer(p *Pool, stop <-chan struct{}) <-chan int {
 			}
 		}
 	}()
-	return out
+	stop = sync.OnceValue(func() int { close(quit); return <-out })
+	t.Cleanup(func() { stop() })
+	return stop
 }
 
 // TestPulledMapsSurviveRandomKills: workers SIGKILLed at random moments
@@ -88,17 +90,14 @@ func TestPulledMapsSurviveRandomKills(t *testing.T) {
 	p := mustPool(t, &Config{Workers: 3, NoPin: true, Retries: 100})
 	const n = 100_000
 	_, args := runArgs(t, n)
-	stop := make(chan struct{})
-	kills := killer(p, stop)
+	stop := killer(t, p)
 	for round := 0; round < 3; round++ {
 		got, err := waitResult(t, MapAsync(context.Background(), p, countRuns, args), 60*time.Second)
 		if err != nil {
-			close(stop)
 			t.Fatalf("round %d: Map = %v", round, err)
 		}
 		for i, v := range got {
 			if v != 3*i+1 {
-				close(stop)
 				t.Fatalf("round %d: result %d = %d, want %d", round, i, v, 3*i+1)
 			}
 		}
@@ -107,17 +106,14 @@ func TestPulledMapsSurviveRandomKills(t *testing.T) {
 	seen := make([]int, n)
 	for r, err := range ImapUnordered(context.Background(), p, countRuns, slices.Values(args)) {
 		if err != nil {
-			close(stop)
 			t.Fatalf("ImapUnordered item %d: %v", r.Index, err)
 		}
 		if r.Index < 0 || r.Index >= n || r.Value != 3*r.Index+1 {
-			close(stop)
 			t.Fatalf("ImapUnordered yielded %+v", r)
 		}
 		seen[r.Index]++
 	}
-	close(stop)
-	if k := <-kills; k == 0 {
+	if k := stop(); k == 0 {
 		t.Fatal("no worker was killed: the test proved nothing")
 	} else {
 		t.Logf("%d workers killed", k)
@@ -136,29 +132,22 @@ func TestPulledNonIdempotentNeverRunsTwice(t *testing.T) {
 	p := mustPool(t, &Config{Workers: 3, NoPin: true, Retries: 10})
 	const n = 100_000
 	runs, args := runArgs(t, n)
-	stop := make(chan struct{})
-	kills := killer(p, stop)
+	stop := killer(t, p)
 	failed := 0
-	var mu sync.Mutex
 	for r, err := range ImapUnordered(context.Background(), p, countRunsOnce, slices.Values(args), ChunkSize(64)) {
 		if err != nil {
 			var we *WorkerError
 			if !errors.As(err, &we) {
-				close(stop)
 				t.Fatalf("item %d: %v, want a *WorkerError", r.Index, err)
 			}
-			mu.Lock()
 			failed++
-			mu.Unlock()
 			continue
 		}
 		if got := atomic.LoadInt32(&runs.Slice()[r.Index]); got != 1 || r.Value != 3*r.Index+1 {
-			close(stop)
 			t.Fatalf("item %d: value %d after %d runs, want %d after 1", r.Index, r.Value, got, 3*r.Index+1)
 		}
 	}
-	close(stop)
-	k := <-kills
+	k := stop()
 	for i, c := range runs.Slice() {
 		if c > 1 {
 			t.Fatalf("item %d ran %d times: it is not Idempotent", i, c)
@@ -170,7 +159,7 @@ func TestPulledNonIdempotentNeverRunsTwice(t *testing.T) {
 	t.Logf("%d workers killed, %d items failed", k, failed)
 }
 
-// TestPulledCallsUseOneBoard: back-to-back Maps reuse the pool's boards
+// TestPulledCallsUseBoards: back-to-back Maps reuse the pool's boards
 // (no segment per call), and the boards go with the pool.
 func TestPulledCallsUseBoards(t *testing.T) {
 	p := mustPool(t, &Config{Workers: 2, NoPin: true})
