@@ -21,7 +21,9 @@
 // MPROC_NODE set to the servers' URLs (and MPROC_NODE_NAMESPACE,
 // MPROC_NODE_CREDS, MPROC_NODE_WORKERS, MPROC_NODE_TASK_TIMEOUT,
 // MPROC_NODE_CPUS as needed): pool.Init recognises it and serves until
-// SIGTERM, which drains. A program can also call Serve itself. The client
+// SIGTERM, which drains. A program can also call Serve itself, and one that
+// starts nodes as its children builds them with NodeCommand, which makes
+// them die with it. The client
 // is Connect with Config.URLs, Options (credentials, TLS: passed to
 // nats.Connect untouched) and the same Namespace.
 //
