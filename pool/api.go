@@ -144,7 +144,7 @@ func MapAsync[A, R any](ctx context.Context, p *Pool, f Func[A, R], args []A, op
 
 func mapCall[A, R any](f Func[A, R], cc callConfig, args []A, out []R) (*call, error) {
 	argc, resc := codec.For[A](), codec.For[R]()
-	enc, err := encodeArgs(f.e, len(args), func(dst []byte, i int) ([]byte, error) { return argc.Append(dst, args[i]) })
+	enc, err := encodeSlice(f.e, argc, args)
 	if err != nil {
 		return nil, err
 	}

@@ -64,23 +64,54 @@ func newCall(e *entry, cfg callConfig, args *encoded) *call {
 
 // item records that item i finished with err.
 func (c *call) item(i int, err error) {
-	if c.finished.Load() {
+	t := tally{c: c}
+	t.add(i, err)
+	t.flush()
+}
+
+// tally gathers the outcomes of one result message's items, so that the
+// call's lock is taken once per message, not once per item.
+type tally struct {
+	c        *call
+	done     int
+	err      error // the failure of lowest index among them
+	errIndex int
+}
+
+func (t *tally) add(i int, err error) {
+	if t.c.finished.Load() {
 		return
 	}
-	if c.each != nil {
-		c.each(i, err)
+	if t.c.each != nil {
+		t.c.each(i, err)
+	}
+	t.done++
+	if err != nil && (t.err == nil || i < t.errIndex) {
+		t.err, t.errIndex = err, i
+	}
+	if t.c.cfg.progress != nil {
+		t.flush() // Progress promises a call per task
+	}
+}
+
+// flush records the gathered outcomes in the call.
+func (t *tally) flush() {
+	c := t.c
+	if t.done == 0 || c.finished.Load() {
+		return
 	}
 	c.mu.Lock()
-	if err != nil && (c.err == nil || i < c.errIndex) {
-		c.err, c.errIndex = err, i
+	if t.err != nil && (c.err == nil || t.errIndex < c.errIndex) {
+		c.err, c.errIndex = t.err, t.errIndex
 	}
-	c.remaining--
+	c.remaining -= t.done
 	if c.cfg.progress != nil {
 		c.cfg.progress(c.n-c.remaining, c.n) // under mu: one call at a time, done rising
 	}
-	early := c.remaining > 0 && err != nil && c.failFast
+	early := c.remaining > 0 && t.err != nil && c.failFast
 	finished := (c.remaining == 0 || early) && c.finishLocked()
 	c.mu.Unlock()
+	t.done, t.err = 0, nil
 	if finished && early && c.onFinish != nil {
 		c.onFinish(c)
 	}
@@ -172,29 +203,38 @@ type chunk struct {
 // MapAsync returns, and tells the chunker each item's size.
 type encoded struct {
 	buf  []byte
-	ends []int // item i is buf[ends[i-1]:ends[i]]
+	ends []int // item i is buf[ends[i-1]:ends[i]], unless stride is set
+	// stride > 0: every item is stride bytes, item i at buf[i*stride:]
+	// (fixed-size raw arguments, encoded in one copy).
+	stride int
 }
 
-func (a *encoded) len() int { return len(a.ends) }
-
-func (a *encoded) item(i int) []byte {
-	lo := 0
-	if i > 0 {
-		lo = a.ends[i-1]
+func (a *encoded) len() int {
+	if a.stride > 0 {
+		return len(a.buf) / a.stride
 	}
-	return a.buf[lo:a.ends[i]]
+	return len(a.ends)
 }
+
+// end returns the offset just past item i (0 for i = -1).
+func (a *encoded) end(i int) int {
+	switch {
+	case i < 0:
+		return 0
+	case a.stride > 0:
+		return (i + 1) * a.stride
+	}
+	return a.ends[i]
+}
+
+func (a *encoded) item(i int) []byte { return a.buf[a.end(i-1):a.end(i)] }
 
 // bytes returns the encoded size of items lo..hi-1.
 func (a *encoded) bytes(lo, hi int) int {
 	if hi <= lo {
 		return 0
 	}
-	start := 0
-	if lo > 0 {
-		start = a.ends[lo-1]
-	}
-	return a.ends[hi-1] - start
+	return a.end(hi-1) - a.end(lo-1)
 }
 
 // fit returns how many of the k items from lo fit in limit bytes: at
@@ -205,6 +245,16 @@ func (a *encoded) fit(lo, k, limit int) int {
 		n++
 	}
 	return n
+}
+
+// encodeSlice encodes a call's arguments: fixed-size raw types in one copy,
+// others one by one (see encodeArgs).
+func encodeSlice[A any](e *entry, argc codec.Codec[A], args []A) (*encoded, error) {
+	if size := argc.Size(); size > 0 && size <= maxValue {
+		buf, _ := argc.AppendFixed(make([]byte, 0, len(args)*size), args)
+		return &encoded{buf: buf, stride: size}, nil
+	}
+	return encodeArgs(e, len(args), func(dst []byte, i int) ([]byte, error) { return argc.Append(dst, args[i]) })
 }
 
 // encodeArgs encodes n arguments with enc. An argument that fails to

@@ -86,6 +86,35 @@ func For[T any]() Codec[T] {
 // than as CBOR.
 func (c Codec[T]) Raw() bool { return c.plan().raw }
 
+// Size returns the encoded size of every value of a raw type, and 0 for a
+// CBOR type, whose values vary in size.
+func (c Codec[T]) Size() int {
+	if p := c.plan(); p.raw {
+		return p.size
+	}
+	return 0
+}
+
+// AppendFixed appends the encodings of vs back to back, Size bytes each,
+// in one copy, and returns the extended slice. It is for raw types only
+// (Size > 0): for a CBOR type it appends nothing and reports false.
+func (c Codec[T]) AppendFixed(dst []byte, vs []T) ([]byte, bool) {
+	p := c.plan()
+	if !p.raw {
+		return dst, false
+	}
+	start := len(dst)
+	dst = append(dst, rawSlice(vs, p.size)...)
+	if len(p.pads) > 0 {
+		for at := start; at < len(dst); at += p.size {
+			for _, pad := range p.pads {
+				clear(dst[at+int(pad.off) : at+int(pad.off+pad.n)])
+			}
+		}
+	}
+	return dst, true
+}
+
 func (c Codec[T]) plan() *plan {
 	if c.p != nil {
 		return c.p

@@ -331,3 +331,36 @@ func TestRawZeroesPadding(t *testing.T) {
 		t.Errorf("Append(padded) allocs = %v, want 0", allocs)
 	}
 }
+
+// AppendFixed must produce exactly what Append produces value by value,
+// padding zeroed, for raw types, and refuse CBOR types.
+func TestAppendFixed(t *testing.T) {
+	c := For[padded]()
+	vs := make([]padded, 3)
+	for i := range vs {
+		for j := range rawBytes(&vs[i], c.Size()) {
+			rawBytes(&vs[i], c.Size())[j] = 0xee // padding dirty too
+		}
+		vs[i].A, vs[i].B, vs[i].C = uint8(i), uint64(i)<<40, uint16(i)
+	}
+	var want []byte
+	for _, v := range vs {
+		var err error
+		if want, err = c.Append(want, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, ok := c.AppendFixed([]byte("x"), vs)
+	if !ok || !bytes.Equal(got[1:], want) || got[0] != 'x' {
+		t.Fatalf("AppendFixed = %x, %v; want x + %x, true", got, ok, want)
+	}
+	if c.Size() != int(reflect.TypeFor[padded]().Size()) {
+		t.Errorf("Size = %d, want %d", c.Size(), reflect.TypeFor[padded]().Size())
+	}
+	if out, ok := For[string]().AppendFixed(nil, []string{"a"}); ok || len(out) != 0 {
+		t.Errorf("AppendFixed(string) = %q, %v; want nothing, false", out, ok)
+	}
+	if n := For[string]().Size(); n != 0 {
+		t.Errorf("Size(string) = %d, want 0", n)
+	}
+}
