@@ -138,10 +138,12 @@ type pulled struct {
 	mayHaveRun map[int]*WorkerError
 }
 
-// deliveredOnce marks item i delivered and reports whether it was not yet.
-func (pl *pulled) deliveredOnce(i int) bool {
-	bit := uint64(1) << (i % 64)
-	return pl.delivered[i/64].Or(bit)&bit == 0
+// markDelivered marks items lo..hi-1, all in one 64-item word of the
+// bitmap, delivered, and returns the bits (item i at bit i%64) of those
+// that were not yet: one atomic OR for up to 64 results.
+func (pl *pulled) markDelivered(lo, hi int) uint64 {
+	mask := ^uint64(0) >> (64 - (hi - lo)) << (lo % 64)
+	return mask &^ pl.delivered[lo/64].Or(mask)
 }
 
 func (pl *pulled) isDelivered(i int) bool {
@@ -460,20 +462,25 @@ func (w *slot) collectPulled(l link, h msgHeader, body []byte) bool {
 	if h.first+h.count > pl.n {
 		return false
 	}
-	for k := range h.count {
-		if len(body) < 1 {
-			return false
+	// Check the whole message first: an item is marked delivered only if
+	// it is then delivered, or a malformed tail would lose it.
+	if !wellFormed(body, h.count) {
+		return false
+	}
+	t := tally{c: c}
+	var fresh uint64 // of the current bitmap word: items not delivered before
+	for i := h.first; i < h.first+h.count; i++ {
+		if i == h.first || i%64 == 0 {
+			fresh = pl.markDelivered(i, min(h.first+h.count, (i/64+1)*64))
 		}
 		st := body[0]
-		item, tail, err := nextItem(body[1:])
-		if err != nil {
-			return false
-		}
+		item, tail, _ := nextItem(body[1:])
 		body = tail
-		if i := h.first + k; pl.deliveredOnce(i) && !c.finished.Load() {
-			deliverItem(c, i, st, item, id, false)
+		if fresh&(1<<(i%64)) != 0 && !c.finished.Load() {
+			t.add(i, outcome(c, i, st, item, id, false))
 		}
 	}
+	t.flush()
 	if h.flags&flagDone == 0 {
 		return true
 	}

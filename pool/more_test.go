@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -394,5 +395,52 @@ func TestPoolInsideTask(t *testing.T) {
 	}
 	if want := []int{1, 8, 27, 64}; !slices.Equal(got, want) {
 		t.Fatalf("Apply = %v, want %v", got, want)
+	}
+}
+
+// The pull path marks results delivered a bitmap word at a time: each item
+// must come back fresh exactly once, and the bits of one word must not
+// spill into the next.
+func TestMarkDelivered(t *testing.T) {
+	pl := &pulled{n: 200, delivered: make([]atomic.Uint64, 4)}
+	if got, want := pl.markDelivered(3, 10), uint64(0x3f8); got != want {
+		t.Fatalf("markDelivered(3, 10) = %#x, want %#x", got, want)
+	}
+	if got, want := pl.markDelivered(0, 5), uint64(0x7); got != want {
+		t.Fatalf("markDelivered(0, 5) after (3, 10) = %#x, want %#x (3 and 4 were delivered)", got, want)
+	}
+	if got := pl.markDelivered(60, 64); got != 0xf<<60 {
+		t.Fatalf("markDelivered(60, 64) = %#x, want the top 4 bits", got)
+	}
+	if got := pl.markDelivered(64, 128); got != ^uint64(0) {
+		t.Fatalf("markDelivered(64, 128) = %#x, want a whole word", got)
+	}
+	if w := pl.delivered[2].Load(); w != 0 {
+		t.Fatalf("word 2 = %#x after marking words 0 and 1 only", w)
+	}
+	for i := range 128 {
+		if !pl.isDelivered(i) != (i >= 10 && i < 60) {
+			t.Fatalf("isDelivered(%d) = %v", i, pl.isDelivered(i))
+		}
+	}
+}
+
+func TestWellFormed(t *testing.T) {
+	msg := []byte{stOK, 1, 0, 0, 0, 'a', stErr, 0, 0, 0, 0}
+	for _, tc := range []struct {
+		body  []byte
+		count int
+		want  bool
+	}{
+		{msg, 2, true},
+		{nil, 0, true},
+		{msg, 1, false},                           // an item left over
+		{msg, 3, false},                           // one missing
+		{msg[:len(msg)-1], 2, false},              // cut inside a length
+		{[]byte{stOK, 5, 0, 0, 0, 'a'}, 1, false}, // a length past the end
+	} {
+		if got := wellFormed(tc.body, tc.count); got != tc.want {
+			t.Errorf("wellFormed(%x, %d) = %v, want %v", tc.body, tc.count, got, tc.want)
+		}
 	}
 }

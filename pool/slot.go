@@ -367,6 +367,7 @@ func (w *slot) deliver(ch *chunk, c *call, timedOut bool, h msgHeader, body []by
 		return ch, false
 	}
 	n := 0
+	t := tally{c: c}
 	for ; n < h.count; n++ {
 		if len(body) < 1 {
 			break
@@ -378,9 +379,10 @@ func (w *slot) deliver(ch *chunk, c *call, timedOut bool, h msgHeader, body []by
 		}
 		body = tail
 		if !c.finished.Load() {
-			deliverItem(c, ch.lo+n, st, item, id, timedOut)
+			t.add(ch.lo+n, outcome(c, ch.lo+n, st, item, id, timedOut))
 		}
 	}
+	t.flush()
 	// A partial result leaves ch in flight, where the timeout watcher reads
 	// it: advance it under the lock, and restart its clock for what is left.
 	w.p.mu.Lock()
@@ -415,21 +417,20 @@ func (w *slot) deliver(ch *chunk, c *call, timedOut bool, h msgHeader, body []by
 	return ch, false
 }
 
-// deliverItem hands item i's result (status st, bytes item) to c.
-func deliverItem(c *call, i int, st uint8, item []byte, id workerID, timedOut bool) {
+// outcome returns what item i's result (status st, bytes item) means for
+// c: nil after storing a good result, else the item's error.
+func outcome(c *call, i int, st uint8, item []byte, id workerID, timedOut bool) error {
 	if st == stOK {
 		if err := c.dec(i, item); err != nil {
-			c.item(i, &TaskError{Func: c.e.name, Index: i, Pid: id.Pid, Node: id.Node, Err: fmt.Errorf("decode result: %w", err)})
-			return
+			return &TaskError{Func: c.e.name, Index: i, Pid: id.Pid, Node: id.Node, Err: fmt.Errorf("decode result: %w", err)}
 		}
-		c.item(i, nil)
-		return
+		return nil
 	}
 	err := itemError(st, item, c.e.name, i, id)
 	if te, isTE := err.(*TaskError); isTE && timedOut {
 		te.Err = fmt.Errorf("%w; the task stopped with: %w", ErrTaskTimeout, te.Err)
 	}
-	c.item(i, err)
+	return err
 }
 
 // settle decides the fate of the chunks in flight on a process that ended.

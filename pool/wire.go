@@ -132,6 +132,22 @@ func nextItem(b []byte) (item, rest []byte, err error) {
 	return b[4 : 4+n], b[4+n:], nil
 }
 
+// wellFormed reports whether body holds count result items (a status byte,
+// then a length-prefixed item, each) and nothing past them.
+func wellFormed(body []byte, count int) bool {
+	for range count {
+		if len(body) < 1 {
+			return false
+		}
+		_, tail, err := nextItem(body[1:])
+		if err != nil {
+			return false
+		}
+		body = tail
+	}
+	return len(body) == 0
+}
+
 // appendPanic encodes a recovered panic value and stack as a stPanic item
 // body, each cut to maxText.
 func appendPanic(dst []byte, v any, stack []byte) []byte {
