@@ -143,7 +143,7 @@ func (cl *client) ensureStream(ctx context.Context) error {
 		Retention:   jetstream.WorkQueuePolicy,
 		Storage:     storage,
 		Replicas:    cl.cfg.Replicas,
-		Duplicates:  2 * time.Minute,
+		Duplicates:  dupWindow,
 	})
 	if err != nil {
 		return fmt.Errorf("cluster: create stream %s: %w", cl.n.stream, err)
@@ -237,11 +237,29 @@ func (cl *client) onMaxDeliveries(m *nats.Msg) {
 	}()
 }
 
+// dupWindow is how long the stream remembers a message id: a publish
+// retried within it lands once.
+const dupWindow = 2 * time.Minute
+
+// publishTry bounds one publish attempt; publishPatience bounds all of a
+// part's attempts, short of the duplicate window so that a retry never
+// stores a part twice. A variable so that a test can wait less.
+const publishTry = 5 * time.Second
+
+var publishPatience = dupWindow - 2*publishTry
+
+// errPublishGaveUp is what publish returns when no attempt was acked
+// within publishPatience.
+var errPublishGaveUp = errors.New("the broker acknowledged no attempt to store it")
+
 // publish stores one task part in the stream, retrying while the
 // cluster fails over; the message id makes a retried publish land once.
+// It stops when ctx ends, the connection is closed for good, the part is
+// over the server's limit, or after publishPatience.
 func (cl *client) publish(ctx context.Context, subj, id string, data []byte) (uint64, error) {
+	deadline := time.Now().Add(publishPatience)
 	for wait := 10 * time.Millisecond; ; wait = min(2*wait, time.Second) {
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		pctx, cancel := context.WithTimeout(ctx, min(publishTry, time.Until(deadline)))
 		ack, err := cl.js.PublishMsg(pctx, &nats.Msg{Subject: subj, Data: data}, jetstream.WithMsgID(id))
 		cancel()
 		if err == nil {
@@ -249,6 +267,9 @@ func (cl *client) publish(ctx context.Context, subj, id string, data []byte) (ui
 		}
 		if ctx.Err() != nil || errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrMaxPayload) {
 			return 0, fmt.Errorf("cluster: publish task: %w", err)
+		}
+		if time.Until(deadline) <= wait {
+			return 0, fmt.Errorf("cluster: publish task: %w within %v (last: %w)", errPublishGaveUp, publishPatience, err)
 		}
 		select {
 		case <-time.After(wait):

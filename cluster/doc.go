@@ -98,7 +98,10 @@
 // put bulk data in a frozen shm.Array, or raise max_payload.
 //
 // While no server is reachable, calls wait: the connection reconnects
-// forever and publishes are retried, so bound calls with a context. A
+// forever and a task part's publish is retried for about two minutes
+// (short of the stream's duplicate window, so a part is stored once),
+// after which its items fail with a *pool.WorkerError. Results of parts
+// already stored wait for the servers, so bound calls with a context. A
 // connection closed for good (Config.Options can make reconnects give up)
 // ends the virtual workers, and the pool's calls fail.
 //

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -43,6 +44,10 @@ type jobState struct {
 	seqs     []uint64
 	node     string // where it was last begun
 	pid      int
+	// unsent ends Send's publishing of the job's parts once the job is
+	// done or aborted: a publish whose ack was lost in a fail-over must
+	// not hold the slot's sender (and so Close) after its results came.
+	unsent context.CancelFunc
 }
 
 func newSlotLink(cl *client, slot int) *slotLink {
@@ -111,7 +116,9 @@ func (l *slotLink) Send(ctx context.Context, msg []byte) error {
 		l.signal()
 		return nil
 	}
-	js := &jobState{hi: first + len(items), next: first, held: make(map[int][]byte)}
+	jctx, unsent := context.WithCancel(l.ctx)
+	defer unsent()
+	js := &jobState{hi: first + len(items), next: first, held: make(map[int][]byte), unsent: unsent}
 	l.jobs[job] = js
 	l.mu.Unlock()
 
@@ -133,8 +140,17 @@ func (l *slotLink) Send(ctx context.Context, msg []byte) error {
 		}
 		part := bridge.JoinTask(prefix, first+lo, items[lo:hi])
 		id := l.cl.id + "." + strconv.FormatUint(job, 10) + "." + strconv.Itoa(first+lo)
-		seq, err := l.cl.publish(l.ctx, subj, id, part)
-		if err != nil {
+		seq, err := l.cl.publish(jctx, subj, id, part)
+		switch {
+		case err == nil:
+		case l.ctx.Err() == nil && jctx.Err() != nil:
+			return nil // the job is done or aborted: the rest is not needed
+		case l.ctx.Err() == nil && errors.Is(err, errPublishGaveUp):
+			// The broker stores nothing: the job's unsent items fail,
+			// the worker stays for calls that come when it is back.
+			l.feed(bridge.FailedResult(job, first+lo, len(items)-lo, "", 0, false, err.Error()))
+			return nil
+		default:
 			// Stopped or killed meanwhile, or the connection is closed
 			// for good: the worker ends and the pool settles its chunks.
 			l.end()
@@ -230,6 +246,7 @@ func (l *slotLink) take(job uint64, js *jobState, first int, busy uint64, items 
 	l.queue = append(l.queue, bridge.JoinResult(job, first+skip, items, !done, false, busy))
 	if done {
 		delete(l.jobs, job)
+		js.unsent()
 		go l.cl.forget(js.seqs)
 	}
 }
@@ -254,6 +271,7 @@ func (l *slotLink) Abort(job uint64) {
 	switch {
 	case ok:
 		delete(l.jobs, job)
+		js.unsent()
 		l.queue = append(l.queue, bridge.JoinResult(job, js.next, nil, false, true, 0))
 		go l.cl.forget(js.seqs)
 	case job > l.maxJob:
