@@ -134,3 +134,26 @@ func TestTaskTimeoutCancelsContextFirst(t *testing.T) {
 		t.Fatalf("Apply(sleep) = %v, want ErrTaskTimeout", err)
 	}
 }
+
+// Terminate cancels a running RegisterCtx task's context before it kills
+// the worker, so the task can clean up; the call fails with ErrTerminated.
+func TestTerminateCancelsContextFirst(t *testing.T) {
+	ctx := context.Background()
+	p := mustPool(t, &Config{Workers: 1, NoPin: true})
+	seen := mustSeen(t, 1)
+	r := ApplyAsync(ctx, p, waitCtx, cancelArg{Seen: seen, D: time.Minute})
+	waitSeen(t, seen, 0, 0, 10*time.Second)
+	start := time.Now()
+	if err := p.Terminate(); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("Terminate took %v", took)
+	}
+	if atomic.LoadInt64(&seen.Slice()[1]) == 0 {
+		t.Fatal("the task never saw its context cancelled before its worker was killed")
+	}
+	if _, err := r.Get(ctx); !errors.Is(err, ErrTerminated) {
+		t.Fatalf("Get after Terminate = %v, want ErrTerminated", err)
+	}
+}

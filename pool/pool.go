@@ -202,7 +202,8 @@ func (p *core) join(ctx context.Context) error {
 }
 
 // Terminate kills every worker now, fails pending and running tasks with
-// ErrTerminated, and reaps the workers before it returns. Calling it again,
+// ErrTerminated (a running RegisterCtx task first sees its context
+// cancelled, and has 100 ms to return), and reaps the workers before it returns. Calling it again,
 // or after Close, is harmless. It returns what releasing the workers'
 // resources failed with, if anything.
 func (p *Pool) Terminate() error {
@@ -223,20 +224,51 @@ func (p *core) terminate() error {
 	p.state = stateTerminated
 	pending := p.pending
 	p.pending = nil
+	var running []*call
 	for _, w := range p.slots {
-		if w.proc != nil {
-			w.proc.kill()
+		for _, ch := range w.inflight {
+			if ch.sent && !slices.Contains(running, ch.c) {
+				running = append(running, ch.c)
+			}
 		}
 	}
 	p.mu.Unlock()
 	for _, ch := range pending {
 		ch.c.cancel(ErrTerminated)
 	}
+	// Cancelled as Result.Cancel would: running RegisterCtx tasks see
+	// their context end, and have timeoutGrace to return before their
+	// workers are killed.
+	for _, c := range running {
+		c.cancel(ErrTerminated)
+	}
+	for deadline := time.Now().Add(timeoutGrace); p.contextTasks() && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	p.mu.Lock()
+	for _, w := range p.slots {
+		if w.proc != nil {
+			w.proc.kill()
+		}
+	}
+	p.mu.Unlock()
 	<-p.done
 	p.stopWatchers()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return errors.Join(p.releaseErrs...)
+}
+
+// contextTasks reports whether a RegisterCtx task is still running.
+func (p *core) contextTasks() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, w := range p.slots {
+		if w.proc != nil && slices.ContainsFunc(w.inflight, func(ch *chunk) bool { return ch.sent && ch.c.e.ctx }) {
+			return true
+		}
+	}
+	return false
 }
 
 // stopWatchers runs once every slot goroutine has returned: it stops the

@@ -97,9 +97,9 @@ func Register[A, R any](name string, fn func(A) (R, error), opts ...RegisterOpti
 // runs, another task fails a fail-fast call, or the task's time is up
 // (Config.TaskTimeout, then its worker is killed 100 ms later unless it
 // returned). It is seen within about a millisecond (a watcher polls the
-// parent's abort flag while such a task runs). Cancellation is
-// cooperative: a task that ignores it runs on; Terminate kills workers at
-// once.
+// parent's abort flag while such a task runs). Terminate cancels it too,
+// then kills its worker 100 ms later unless it returned. Cancellation is
+// cooperative: a task that ignores it runs on until then.
 func RegisterCtx[A, R any](name string, fn func(context.Context, A) (R, error), opts ...RegisterOption) Func[A, R] {
 	if fn == nil {
 		panic("pool: RegisterCtx needs a name and a function")
