@@ -64,6 +64,7 @@ func ExampleQueue() {
 	ctx := context.Background()
 	q.Put(ctx, point{1, 2})
 	q.Put(ctx, point{3, 4})
+	fmt.Println(q.Len(), "waiting") // a snapshot, for monitoring
 	for range 2 {
 		p, _ := q.Get(ctx)
 		fmt.Println(p)
@@ -71,6 +72,7 @@ func ExampleQueue() {
 	_, err = q.TryGet()
 	fmt.Println(err)
 	// Output:
+	// 2 waiting
 	// {1 2}
 	// {3 4}
 	// ipc: ring empty

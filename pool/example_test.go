@@ -307,3 +307,72 @@ func ExampleIdempotent() {
 	// ran again on a new worker <nil>
 	// restarts: 1
 }
+
+// MapAsync returns at once; the caller's context bounds the whole call.
+// When it ends, tasks not yet begun are dropped and a running RegisterCtx
+// task sees its own context end.
+func ExampleMapAsync() {
+	p, err := pool.New(&pool.Config{Workers: 2})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	r := pool.MapAsync(ctx, p, waitOrCancel, []time.Duration{time.Millisecond, time.Hour})
+	_, err = r.Get(context.Background())
+	fmt.Println(err)
+	// Output: context deadline exceeded
+}
+
+// Python takes chunksize and timeouts per call; so does the pool, with
+// call options. Without them a call uses the pool's Config.
+func ExampleCallOption() {
+	p, err := pool.New(&pool.Config{Workers: 2})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer p.Close()
+	ctx := context.Background()
+	out, err := pool.Map(ctx, p, cube, []int{1, 2, 3, 4}, pool.ChunkSize(2))
+	fmt.Println(out, err)
+	_, err = pool.Apply(ctx, p, waitOrCancel, time.Hour, pool.TaskTimeout(20*time.Millisecond))
+	fmt.Println(errors.Is(err, pool.ErrTaskTimeout))
+	_, err = pool.Map(ctx, p, cube, []int{1}, pool.ChunkSize(-1))
+	fmt.Println(err != nil)
+	// Output:
+	// [1 8 27 64] <nil>
+	// true
+	// true
+}
+
+// warmUp is every worker's Initializer: it runs once per worker before its
+// first task, as Python's Pool(initializer=...) does.
+var warmUp = pool.Register("example.warmup", func(struct{}) (struct{}, error) {
+	table = make([]int, 1000)
+	for i := range table {
+		table[i] = i * i
+	}
+	return struct{}{}, nil
+})
+
+var table []int // filled in each worker by warmUp
+
+var square = pool.Register("example.square", func(x int) (int, error) { return table[x], nil })
+
+func ExampleConfig_initializer() {
+	p, err := pool.New(&pool.Config{Workers: 2, Initializer: warmUp})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer p.Close()
+	fmt.Println(pool.Map(context.Background(), p, square, []int{3, 999}))
+	_, err = pool.New(&pool.Config{Workers: 2, MaxTasksPerWorker: -1})
+	fmt.Println(err != nil) // nonsense is refused, not taken for "never"
+	// Output:
+	// [9 998001] <nil>
+	// true
+}
