@@ -413,19 +413,12 @@ func (r *Ring) Readable() bool {
 // in a system call while it waits (its runtime would hand its processor
 // off) waits this way.
 func (r *Ring) AwaitReadable(park func()) {
-	for range fastPolls {
-		if r.Readable() {
-			return
-		}
-	}
-	limit := time.Duration(r.spin.Load())
-	start := time.Now()
-	if !spinUntil(r.getSpin.next(limit), r.Readable) {
+	pollThen(time.Duration(r.spin.Load()), &r.getSpin, r.Readable, func() error {
 		for !r.Readable() {
 			park()
 		}
-	}
-	r.getSpin.record(time.Since(start), limit)
+		return nil
+	})
 }
 
 // TryGet appends the oldest committed message to dst[:0] and returns it, or

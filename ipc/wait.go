@@ -61,11 +61,18 @@ const (
 // nothing; registering the AfterFunc allocates.
 func await(ctx context.Context, ev *eventWords, limit time.Duration, as *adaptiveSpin,
 	ready func() bool, check func(timedOut bool) error) error {
+	return pollThen(limit, as, ready, func() error { return sleepUntil(ctx, ev, ready, check) })
+}
+
+// pollThen is step 1 of await: it polls ready and, if that stays false,
+// returns block's result; with as, it records how long the wait took.
+// Ring.AwaitReadable blocks its own way after the same polling.
+func pollThen(limit time.Duration, as *adaptiveSpin, ready func() bool, block func() error) error {
 	if as == nil {
 		if spinUntil(limit, ready) {
 			return nil
 		}
-		return sleepUntil(ctx, ev, ready, check)
+		return block()
 	}
 	if limit > 0 {
 		// A peer that is awake answers within a few hundred ns. Catch that
@@ -81,7 +88,7 @@ func await(ctx context.Context, ev *eventWords, limit time.Duration, as *adaptiv
 	start := time.Now()
 	var err error
 	if !spinUntil(as.next(limit), ready) {
-		err = sleepUntil(ctx, ev, ready, check)
+		err = block()
 	}
 	as.record(time.Since(start), limit)
 	return err

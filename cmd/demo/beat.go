@@ -100,7 +100,7 @@ func sectionBeat(w io.Writer, cfg *config) error {
 	return beatAlloc(w, cfg)
 }
 
-// beatCrash runs crashTasks tasks, one of which overflows its stack, with
+// beatCrash runs crashTasks tasks, one of which hits a Go fatal error, with
 // goroutines (in a child process: it dies) and with a pool (one worker
 // dies, the others' results arrive).
 func beatCrash(w io.Writer) error {
