@@ -50,7 +50,8 @@ const (
 
 // boardHeader is the first page of a board. Line 0 is written by the
 // parent before it publishes a call, line 2 by the parent to close it;
-// line 1 is the claim counter, advanced by the workers.
+// line 1 is the workers': the claim counter, and how many participants
+// are still at work.
 type boardHeader struct {
 	magic atomic.Uint32
 	_     uint32
@@ -59,7 +60,12 @@ type boardHeader struct {
 	_     [40]byte
 
 	next atomic.Uint64 // the first item nobody has claimed
-	_    [56]byte
+	// working counts the participants that have not yet committed their
+	// flagDone message. Each commits it quietly, then decrements; the one
+	// that brings it to zero wakes the parent, whose collector then wakes
+	// the other collectors in-process: one cross-process wake per call.
+	working atomic.Int64
+	_       [48]byte
 
 	closed atomic.Uint32
 	_      [60]byte
@@ -100,7 +106,7 @@ const maxBoardItems = 1 << 20
 // publish writes the items of args into the board for the call job. No
 // worker reads the board while it is free, so plain stores are safe; the
 // ring that carries the pull message orders them before the workers' reads.
-func (b *board) publish(job uint64, args *encoded) {
+func (b *board) publish(job uint64, args *encoded, workers int) {
 	mem := b.seg.Bytes()
 	n := args.len()
 	data := mem[boardData(n):]
@@ -113,6 +119,7 @@ func (b *board) publish(job uint64, args *encoded) {
 	}
 	b.hdr.closed.Store(0)
 	b.hdr.next.Store(0)
+	b.hdr.working.Store(int64(workers))
 	b.hdr.items.Store(uint64(n))
 	b.hdr.gen.Store(job)
 }
@@ -183,17 +190,17 @@ func (p *core) tryPullLocked(c *call) bool {
 	p.nextJob++
 	pl := &pulled{c: c, b: b, job: p.nextJob, n: c.n, workers: len(ws), active: len(ws),
 		delivered: make([]atomic.Uint64, (c.n+63)/64)}
-	b.publish(pl.job, c.args)
+	b.publish(pl.job, c.args, len(ws))
 	for _, w := range ws {
 		w.pullQ = append(w.pullQ, &chunk{c: c, args: c.args, lo: 0, hi: c.n, job: pl.job, pull: pl})
 	}
 	return true
 }
 
-// pullEndedLocked records that one participant of pl is done with it: it
-// sent flagDone (rec nil) or died with its claim record rec. Once none is
-// left the board is free again, and recover reports whether items are
-// left without a result. p.mu is held.
+// pullEndedLocked records that one participant of pl ended without
+// sending flagDone: its pull message was dropped, or it died (with its
+// claim record rec, if it had one). See participantDoneLocked for what it
+// returns. p.mu is held.
 func (p *core) pullEndedLocked(pl *pulled, rec *claimRecord, we *WorkerError) (recover bool) {
 	if rec != nil && rec.job == pl.job && rec.cur != noItem {
 		hi := min(rec.cur, uint64(pl.n-1))
@@ -206,8 +213,30 @@ func (p *core) pullEndedLocked(pl *pulled, rec *claimRecord, we *WorkerError) (r
 			}
 		}
 	}
+	// It will not count itself out of the board's working count: count it
+	// out, so that the last worker still at work wakes the parent. (One
+	// that died between committing flagDone and counting itself out
+	// leaves the count high: the parent then finds the last flagDone at
+	// its collector's next park slice, late but not lost.)
+	if pl.b != nil {
+		pl.b.hdr.working.Add(-1)
+	}
+	return p.participantDoneLocked(pl)
+}
+
+// participantDoneLocked records that one participant of pl is done with
+// it. Once none is left the board is free again, and recover reports
+// whether items are left without a result. p.mu is held.
+func (p *core) participantDoneLocked(pl *pulled) (recover bool) {
 	pl.active--
 	if pl.active > 0 {
+		// The others may have sent flagDone quietly (see working): their
+		// collectors look now, not at the end of a park slice.
+		for _, w := range p.slots {
+			if sl, ok := w.l.(*shmLink); ok && sl.wake != nil {
+				sl.wakeCollector()
+			}
+		}
 		return false
 	}
 	pl.b.hdr.closed.Store(1)
@@ -426,7 +455,15 @@ func (r *runner) pull(ctx context.Context, h msgHeader, body []byte, sl *shmLink
 		flags |= flagRetire
 	}
 	done := appendHeader(r.out[:0], msgHeader{kind: kindResult, flags: flags, job: h.job})
-	return retire, r.l.send(ctx, done)
+	// Commit first, then count: whoever sees zero knows every other
+	// participant's flagDone is already in its ring.
+	if err := sl.sendQuiet(ctx, done); err != nil {
+		return retire, err
+	}
+	if b.hdr.working.Add(-1) <= 0 {
+		sl.wakeParked()
+	}
+	return retire, nil
 }
 
 // collectPulled takes one result message of a pulled call; false means a
@@ -488,7 +525,7 @@ func (w *slot) collectPulled(l link, h msgHeader, body []byte) bool {
 	if i := slices.Index(w.inflight, ch); i >= 0 {
 		w.inflight = slices.Delete(w.inflight, i, i+1)
 	}
-	lost := p.pullEndedLocked(pl, nil, nil)
+	lost := p.participantDoneLocked(pl)
 	pulling := slices.ContainsFunc(w.inflight, func(x *chunk) bool { return x.pull != nil })
 	p.mu.Unlock()
 	if sl, ok := l.(*shmLink); ok && !pulling {

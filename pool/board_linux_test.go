@@ -171,6 +171,13 @@ func TestPulledCallsUseBoards(t *testing.T) {
 	}
 	p.core.mu.Lock()
 	boards := len(p.core.allBoards)
+	for _, b := range p.core.allBoards {
+		// Every participant counted itself out: the last one woke the
+		// parent, and none is left thinking another will.
+		if w := b.hdr.working.Load(); w != 0 {
+			t.Errorf("a board's working count is %d after its calls ended, want 0", w)
+		}
+	}
 	p.core.mu.Unlock()
 	if boards < 1 || boards > maxBoards {
 		t.Fatalf("%d boards after 20 pulled Maps, want 1..%d", boards, maxBoards)

@@ -36,6 +36,9 @@ func TestBoardLayout(t *testing.T) {
 	if o := unsafe.Offsetof(b.next); o != 64 {
 		t.Errorf("next offset = %d, want 64", o)
 	}
+	if o := unsafe.Offsetof(b.working); o/64 != 1 {
+		t.Errorf("working offset = %d, want it on line 1 with next (the workers' line)", o)
+	}
 	if o := unsafe.Offsetof(b.closed); o != 128 {
 		t.Errorf("closed offset = %d, want 128", o)
 	}
