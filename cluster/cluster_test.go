@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -123,8 +124,27 @@ func cubes(n int) []int {
 }
 
 func TestEmbeddedDefault(t *testing.T) {
-	p := mustConnect(t, &Config{Nodes: 1, NodeWorkers: 2, Memory: true})
+	stores := func() []string {
+		m, _ := filepath.Glob(filepath.Join(os.TempDir(), "mproc-nats-*"))
+		return m
+	}
+	before := stores()
 	ctx := context.Background()
+	p, err := Connect(ctx, &Config{Nodes: 1, NodeWorkers: 2, Memory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := p.Close(); err != nil {
+			t.Errorf("Close() = %v", err)
+		}
+		if after := stores(); len(after) > len(before) {
+			t.Errorf("the embedded server's store is left behind: %v (before: %v)", after, before)
+		}
+	}()
+	if len(stores()) <= len(before) {
+		t.Errorf("no embedded server store in %s while the pool runs: the check above could not fail", os.TempDir())
+	}
 	got, err := pool.Map(ctx, p, cube, ints(1000))
 	if err != nil {
 		t.Fatalf("Map() error %v", err)

@@ -29,11 +29,16 @@ func TestTour(t *testing.T) {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}
 	for _, want := range []string{
-		"[1 8 27 64 125 216]", // section 3: Map(cube, 1..6)
-		"p(x) = 0.3",          // section 4: the toy example
-		"7 of 8 results",      // section 8: one task crashed its worker only
-		"exited with code 2",  // ... a Go fatal error
-		"the program died",    // ... which took the goroutine variant down
+		"[1 8 27 64 125 216]",    // section 3: Map(cube, 1..6)
+		"p(x) = 0.3",             // section 4: the toy example
+		"7 of 8 results",         // section 8: one task crashed its worker only
+		"exited with code 2",     // ... a Go fatal error
+		"the program died",       // ... which took the goroutine variant down
+		"allocation-heavy tasks", // ... and the heap-bound workload, with its winner:
+		" win by ",
+		"worker insights of the warm pools", // section 6: pool.Stats after the benchmark
+		"killed mid-sweep:",                 // section 9: a node and a server killed...
+		"the sweep completed on the rest",   // ... and every row equal to serial
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the tour's output lacks %q:\n%s", want, out.String())
