@@ -101,9 +101,18 @@ func sectionBench(w io.Writer, cfg *config) error {
 		results[i].benchCase = c
 	}
 	// Round-robin over the cases so that a slow spell of the machine does
-	// not land on one configuration only.
+	// not land on one configuration only. Between two runs of a row the
+	// other rows run, so each timed run of a serial, goroutine or warm
+	// pool row follows an untimed one of the same row: warm means caches
+	// hot and workers awake, as in a program's loop. Cold rows are timed
+	// from scratch, as the seed timed them.
 	for range cfg.reps {
 		for i := range results {
+			if results[i].warm == "" {
+				if _, err := results[i].run(); err != nil {
+					return fmt.Errorf("%s: %w", results[i].label, err)
+				}
+			}
 			base := done
 			progress := pool.Progress(func(n, _ int) { _ = bar.Set(base + n) })
 			var busy0 time.Duration
@@ -281,6 +290,9 @@ func newProgressBar(total int, desc string) *progressbar.ProgressBar {
 		progressbar.OptionShowCount(),
 		progressbar.OptionClearOnFinish(),
 		progressbar.OptionSetWidth(30),
+		// Drawn at most every 100 ms: the pool rows update it from the
+		// collector, once per task, inside the timed sweep.
+		progressbar.OptionThrottle(100*time.Millisecond),
 	)
 }
 
