@@ -166,13 +166,14 @@ func (p *core) tryPullLocked(c *call) bool {
 	}
 	var ws []*slot
 	for _, w := range p.slots {
-		if _, ok := w.l.(*shmLink); ok && w.state == slotLive && !w.retiring && w.timedOut == nil && !w.stopSent {
+		if p.canPullLocked(w) {
 			ws = append(ws, w)
 		}
 	}
 	if len(ws) == 0 {
 		return false
 	}
+	ws, later := p.onePerCPULocked(ws)
 	var b *board
 	if k := len(p.freeBoards); k > 0 {
 		b = p.freeBoards[k-1]
@@ -188,13 +189,86 @@ func (p *core) tryPullLocked(c *call) bool {
 		return false
 	}
 	p.nextJob++
-	pl := &pulled{c: c, b: b, job: p.nextJob, n: c.n, workers: len(ws), active: len(ws),
+	// Claims are sized for every worker that may join (see recruit).
+	pl := &pulled{c: c, b: b, job: p.nextJob, n: c.n, workers: len(ws) + len(later), active: len(ws),
 		delivered: make([]atomic.Uint64, (c.n+63)/64)}
 	b.publish(pl.job, c.args, len(ws))
 	for _, w := range ws {
 		w.pullQ = append(w.pullQ, &chunk{c: c, args: c.args, lo: 0, hi: c.n, job: pl.job, pull: pl})
 	}
+	if len(later) > 0 {
+		time.AfterFunc(recruitAfter, func() { p.recruit(pl, later) })
+	}
 	return true
+}
+
+func (p *core) canPullLocked(w *slot) bool {
+	_, ok := w.l.(*shmLink)
+	return ok && w.state == slotLive && !w.retiring && w.timedOut == nil && !w.stopSent
+}
+
+// recruitAfter is how long a pulled call runs on one worker per CPU
+// before the pool's other workers join it.
+const recruitAfter = 2 * time.Millisecond
+
+// onePerCPULocked splits ws, idle workers first, into one worker per CPU
+// (every unpinned one) and the rest. Workers pinned to one CPU would
+// share it: each woken for a short CPU-bound call only adds a wake-up, and
+// one preempted while it holds a claim holds back the call's end. The
+// rest join after recruitAfter (see recruit), for calls long enough, or
+// whose tasks wait rather than compute, to use them.
+func (p *core) onePerCPULocked(ws []*slot) (now, later []*slot) {
+	idle := func(w *slot) bool { return len(w.inflight) == 0 && len(w.pullQ) == 0 }
+	taken := make(map[int]bool, len(ws))
+	for _, pass := range []bool{true, false} {
+		for _, w := range ws {
+			if idle(w) != pass {
+				continue
+			}
+			cpu := -1
+			if w.idx < len(p.place) {
+				cpu = p.place[w.idx].CPU
+			}
+			if cpu < 0 || !taken[cpu] {
+				taken[cpu] = cpu >= 0
+				now = append(now, w)
+			} else {
+				later = append(later, w)
+			}
+		}
+	}
+	return now, later
+}
+
+// recruit has the workers in ws join pl if it still has items nobody has
+// claimed: each counts in, as a participant, before its pull message goes.
+func (p *core) recruit(pl *pulled, ws []*slot) {
+	p.mu.Lock()
+	c := pl.c // a ghost once the call finished early (see abortCall)
+	p.mu.Unlock()
+	c.mu.Lock()
+	args := c.args // nil once the call finished
+	c.mu.Unlock()
+	p.mu.Lock()
+	var kick []*slot
+	// allBoards still holding pl's board means it is still mapped: the
+	// pool releases boards only after emptying allBoards (stopWatchers).
+	if args != nil && pl.c == c && pl.b != nil && slices.Contains(p.allBoards, pl.b) &&
+		pl.b.hdr.closed.Load() == 0 && pl.b.hdr.next.Load() < uint64(pl.n) {
+		for _, w := range ws {
+			if !p.canPullLocked(w) {
+				continue
+			}
+			pl.active++
+			pl.b.hdr.working.Add(1)
+			w.pullQ = append(w.pullQ, &chunk{c: c, args: args, lo: 0, hi: pl.n, job: pl.job, pull: pl})
+			kick = append(kick, w)
+		}
+	}
+	p.mu.Unlock()
+	for _, w := range kick {
+		w.kickSelf()
+	}
 }
 
 // pullEndedLocked records that one participant of pl ended without

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -255,6 +256,50 @@ func TestCloseAfterCrashDuringPull(t *testing.T) {
 			}
 		case <-time.After(10 * time.Second):
 			t.Fatalf("round %d: Close hangs", round)
+		}
+	}
+}
+
+// onePerCPULocked: idle workers first, one per CPU (unpinned ones all
+// now), the rest later.
+func TestOnePerCPU(t *testing.T) {
+	p := &core{place: []Placement{{CPU: 0}, {CPU: 1}, {CPU: 0}, {CPU: 1}, {CPU: -1}}}
+	var ws []*slot
+	for i := range p.place {
+		ws = append(ws, &slot{idx: i})
+	}
+	ws[0].inflight = []*chunk{{}} // busy: after the idle ones
+	now, later := p.onePerCPULocked(ws)
+	idxs := func(s []*slot) (out []int) {
+		for _, w := range s {
+			out = append(out, w.idx)
+		}
+		return out
+	}
+	if got, want := idxs(now), []int{1, 2, 4}; !slices.Equal(got, want) {
+		t.Errorf("now = %v, want %v", got, want)
+	}
+	if got, want := idxs(later), []int{3, 0}; !slices.Equal(got, want) {
+		t.Errorf("later = %v, want %v", got, want)
+	}
+}
+
+// TestPulledCallRecruitsTheOthers: on a pool with more pinned workers
+// than CPUs, a pulled call that runs long (here its tasks wait) is joined
+// by the workers that share a CPU, and every result comes once.
+func TestPulledCallRecruitsTheOthers(t *testing.T) {
+	p := mustPool(t, &Config{Workers: 2 * runtime.NumCPU()})
+	args := make([]time.Duration, 20*len(p.Stats()))
+	for i := range args {
+		args[i] = 5 * time.Millisecond
+	}
+	out, err := Map(context.Background(), p, sleep, args)
+	if err != nil || len(out) != len(args) {
+		t.Fatalf("Map = %d results, %v", len(out), err)
+	}
+	for _, s := range p.Stats() {
+		if s.Tasks == 0 {
+			t.Errorf("worker %d (CPU %d) ran none of %d waiting tasks: it was never recruited", s.Worker, s.CPU, len(args))
 		}
 	}
 }
