@@ -20,9 +20,12 @@ import (
 // tail stays balanced) until none are left. Any worker can take any item:
 // a worker that shares its CPU with a busy sibling, or starts late, strands
 // nothing. Results go back through each worker's result ring without waking
-// the parent (sendQuiet); the worker's last message, flagDone, wakes it
-// once. While it participates the parent's collector sleeps instead of
-// polling, so the parent costs the workers no CPU.
+// the parent (sendQuiet); the participants count themselves out on the
+// board after their flagDone, and the last one wakes the parent, once.
+// While it participates the parent's collector sleeps instead of polling,
+// so the parent costs the workers no CPU. A call starts on one worker per
+// CPU; workers pinned to a CPU already taken join after recruitAfter, if
+// items are left (see onePerCPULocked).
 //
 // Death safety. A worker records its claim in its link's control page
 // before running any item of it, and the item it begins before running it
