@@ -242,9 +242,28 @@ func (n *node) openNodeSegments(ctx context.Context, js jetstream.JetStream) err
 }
 
 // fetch returns a sealed memfd holding segment id, from the object store.
+// A copy whose digest does not match (a read cut short by a server's
+// fail-over, say) is read again, a few times.
 func (s *nodeSegments) fetch(id uint64) (*os.File, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
+	for try, wait := 1, 100*time.Millisecond; ; try, wait = try+1, 2*wait {
+		f, err := s.fetchOnce(ctx, id)
+		if err == nil || try == fetchTries || !errors.Is(err, jetstream.ErrDigestMismatch) {
+			return f, err
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil, fmt.Errorf("cluster: segment %#x: %w (after %v)", id, ctx.Err(), err)
+		}
+	}
+}
+
+// fetchTries bounds the reads of one segment that fail their digest.
+const fetchTries = 4
+
+func (s *nodeSegments) fetchOnce(ctx context.Context, id uint64) (*os.File, error) {
 	res, err := s.obj.Get(ctx, segName(id))
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		if err = s.ask(ctx, id); err == nil {
