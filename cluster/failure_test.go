@@ -148,18 +148,9 @@ func TestCallerKilled(t *testing.T) {
 	s := mustServer(t)
 	urls := []string{s.URL()}
 	mustNode(t, urls, "dead", 2)
-	exe, _ := os.Executable()
-	caller := exec.Command(exe)
-	dieWithParent(caller)
-	caller.Env = append(os.Environ(), "MPROC_TEST_CALLER="+s.URL())
-	out, _ := caller.StdoutPipe()
-	caller.Stderr = os.Stderr
-	if err := caller.Start(); err != nil {
-		t.Fatal(err)
-	}
+	caller, line := startTestMode(t, "MPROC_TEST_CALLER="+s.URL())
 	defer caller.Wait()
-	line, _ := bufio.NewReader(out).ReadString('\n')
-	if strings.TrimSpace(line) != "started" {
+	if line != "started" {
 		caller.Process.Kill()
 		t.Fatalf("caller said %q", line)
 	}
@@ -276,6 +267,24 @@ func TestPublishGivesUpWhenTheBrokerIsGone(t *testing.T) {
 	if err := within("Close", 30*time.Second, p.Close); err != nil {
 		t.Logf("Close() = %v", err)
 	}
+}
+
+// startTestMode starts this test binary with env set (one of the modes
+// TestMain serves), tied to this process's life, and returns it with the
+// first line it printed, trimmed.
+func startTestMode(t *testing.T, env string) (*exec.Cmd, string) {
+	t.Helper()
+	exe, _ := os.Executable()
+	cmd := exec.Command(exe)
+	dieWithParent(cmd)
+	cmd.Env = append(os.Environ(), env)
+	out, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	return cmd, strings.TrimSpace(line)
 }
 
 // killNode kills the node its worker runs under: the chunk is lost
@@ -416,17 +425,8 @@ func testNodeParent(url string) int {
 // timed-out test binary once left two for half an hour).
 func TestNodeDiesWithItsParent(t *testing.T) {
 	s := mustServer(t)
-	exe, _ := os.Executable()
-	parent := exec.Command(exe)
-	dieWithParent(parent)
-	parent.Env = append(os.Environ(), "MPROC_TEST_NODE_PARENT="+s.URL())
-	out, _ := parent.StdoutPipe()
-	parent.Stderr = os.Stderr
-	if err := parent.Start(); err != nil {
-		t.Fatal(err)
-	}
-	line, _ := bufio.NewReader(out).ReadString('\n')
-	node, err := strconv.Atoi(strings.TrimSpace(line))
+	parent, line := startTestMode(t, "MPROC_TEST_NODE_PARENT="+s.URL())
+	node, err := strconv.Atoi(line)
 	if err != nil {
 		parent.Process.Kill()
 		parent.Wait()
