@@ -308,9 +308,11 @@ func (p *core) participantDoneLocked(pl *pulled) (recover bool) {
 	pl.active--
 	if pl.active > 0 {
 		// The others may have sent flagDone quietly (see working): their
-		// collectors look now, not at the end of a park slice.
+		// collectors look now, not at the end of a park slice. Only
+		// slots pl was sent to can hold one.
 		for _, w := range p.slots {
-			if sl, ok := w.l.(*shmLink); ok && sl.wake != nil {
+			sl, ok := w.l.(*shmLink)
+			if ok && sl.wake != nil && slices.ContainsFunc(w.inflight, func(ch *chunk) bool { return ch.pull == pl }) {
 				sl.wakeCollector()
 			}
 		}
