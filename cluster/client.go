@@ -187,21 +187,32 @@ func (cl *client) Start(slot int) (bridge.Proc, error) {
 	return l, nil
 }
 
-// onResult takes a node's result (or begin) message for one of the slots
-// and answers it, so that the node knows it may ack the chunk.
+// onResult takes a node's result (or begin) message for one of the slots.
+// It answers a request, so that the node knows the client holds it; the
+// last result message of a part instead names the part's ack subject,
+// and the client acks the part once it holds the results (a part whose
+// link is gone was settled already, so it is acked too). A message it
+// cannot hold is neither answered nor acked: the part is delivered again.
 func (cl *client) onResult(m *nats.Msg) {
 	tok := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
 	slot, err := strconv.Atoi(tok)
 	cl.mu.Lock()
 	l := cl.links[slot]
 	cl.mu.Unlock()
-	if err == nil && l != nil {
-		l.feed(m.Data)
+	held := err == nil && (l == nil || l.feed(m.Data))
+	if !held {
+		return
+	}
+	if ack := m.Header.Get(hdrAck); ack != "" && cl.n.isAck(ack) {
+		cl.nc.Publish(ack, ackBody)
 	}
 	if m.Reply != "" {
 		m.Respond(nil)
 	}
 }
+
+// ackBody is JetStream's acknowledgement.
+var ackBody = []byte("+ACK")
 
 // maxAdvisory bounds the JSON of an advisory this client decodes.
 const maxAdvisory = 16 << 10

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -11,6 +12,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mproc/mproc/pool"
 )
@@ -281,9 +285,61 @@ func TestSameAsLocal(t *testing.T) {
 			t.Fatalf("Apply(2 MiB argument) = %v, want ErrTooLarge", err)
 		}
 	})
+	t.Run("big results are cut by bytes", func(t *testing.T) {
+		// 40 results of 100 KiB in one chunk: the node sends them as
+		// several messages, all but the last as requests.
+		got, err := pool.Map(ctx, remote, fill, ints(40), pool.ChunkSize(40))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, v := range got {
+			if len(v) != 100<<10 || v[0] != byte(i) || v[len(v)-1] != byte(i) {
+				t.Fatalf("Map(fill)[%d]: %d bytes starting %d", i, len(v), v[0])
+			}
+		}
+	})
+	// The client acked every part once it held its results: the
+	// work-queue stream is empty and nothing waits for an ack.
+	settled(t, s.URL(), "same")
 }
 
-var firstByte = pool.Register("cluster.firstbyte", func(b []byte) (int, error) { return int(b[0]), nil })
+var (
+	firstByte = pool.Register("cluster.firstbyte", func(b []byte) (int, error) { return int(b[0]), nil })
+	fill      = pool.Register("cluster.fill", func(x int) ([]byte, error) {
+		return bytes.Repeat([]byte{byte(x)}, 100<<10), nil
+	})
+)
+
+// settled fails t unless namespace ns's stream holds no message and its
+// consumer waits for no ack, within a few seconds.
+func settled(t *testing.T, url, ns string) {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var msgs uint64
+	var pending int
+	for range 50 {
+		st, err1 := js.Stream(ctx, "MPROC_"+ns)
+		cons, err2 := js.Consumer(ctx, "MPROC_"+ns, "nodes")
+		if err := errors.Join(err1, err2); err != nil {
+			t.Fatal(err)
+		}
+		msgs, pending = st.CachedInfo().State.Msgs, cons.CachedInfo().NumAckPending
+		if msgs == 0 && pending == 0 {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("stream MPROC_%s holds %d messages, %d wait for an ack: parts left unacked", ns, msgs, pending)
+}
 
 func head(v []int) []int { return v[:min(len(v), 5)] }
 

@@ -3,6 +3,8 @@ package cluster
 import (
 	"fmt"
 	"regexp"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -152,6 +154,37 @@ func (n names) result(client string, slot int) string {
 }
 func (n names) alive(client string) string    { return n.ns + ".alive." + client }
 func (n names) cancelOf(client string) string { return n.ns + ".cancel." + client }
+
+// isAck reports whether subj is an ack subject of this namespace's
+// consumer, as JetStream writes them:
+//
+//	$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<time>.<pending>
+//	$JS.ACK.<domain>.<account hash>.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<time>.<pending>[.<token>]
+//
+// A client publishes an ack only to such a subject, whatever a node sent.
+func (n names) isAck(subj string) bool {
+	if len(subj) > 512 || strings.ContainsAny(subj, " \t\r\n*>") {
+		return false
+	}
+	tok := strings.Split(subj, ".")
+	if slices.Contains(tok, "") || tok[0] != "$JS" || tok[1] != "ACK" {
+		return false
+	}
+	at := 2 // the stream's token
+	switch {
+	case len(tok) == 9:
+	case len(tok) == 11 || len(tok) == 12:
+		at = 4
+	default:
+		return false
+	}
+	return tok[at] == n.stream && tok[at+1] == n.consumer
+}
+
+// hdrAck is the header of a part's last result message that carries the
+// part's ack subject: the client acks once it holds the results.
+const hdrAck = "Mproc-Ack"
+
 func (n names) maxDeliveries() string {
 	return "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + n.stream + "." + n.consumer
 }

@@ -37,9 +37,13 @@
 // pull consumer ("nodes") with explicit acks and pull at most two parts per
 // local worker. A node runs a part as one call of its local shared-memory
 // pool (so function names and types are checked there, as locally: ErrUnknownFunc,
-// ErrFuncMismatch), sends the results to <ns>.res.<client>.<slot> as
-// requests the client answers, and acks the part only once the client has
-// them. The link puts results back in order and hands each item to the
+// ErrFuncMismatch) and sends the results to <ns>.res.<client>.<slot>.
+// The client acks the part itself once it holds them: the last result
+// message names the part's ack subject (the client acks only an ack
+// subject of its own namespace's consumer), and any before it in a part too
+// big for one message are requests the client answers, so the last one
+// coming means all came. A result message lost in a fail-over leaves the
+// part unacked, and JetStream delivers it again after AckWait. The link puts results back in order and hands each item to the
 // pool exactly once: a part redelivered after a node died may finish twice,
 // parts of a chunk may finish out of order on different nodes.
 //

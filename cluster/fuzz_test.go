@@ -56,3 +56,28 @@ func FuzzTaskMessage(f *testing.F) {
 		}
 	})
 }
+
+// TestIsAck: a client acks only an ack subject of its own namespace's
+// consumer, whatever subject a node's result message names.
+func TestIsAck(t *testing.T) {
+	n := namesFor("ns")
+	for subj, want := range map[string]bool{
+		"$JS.ACK.MPROC_ns.nodes.1.2.2.1796237455297149300.0":             true,
+		"$JS.ACK._.ACCHASH.MPROC_ns.nodes.1.2.2.1796237455297149300.0":   true,
+		"$JS.ACK._.ACCHASH.MPROC_ns.nodes.1.2.2.1796237455297149300.0.x": true,
+		"$JS.ACK.MPROC_other.nodes.1.2.2.1796237455297149300.0":          false, // another namespace
+		"$JS.ACK.MPROC_ns.others.1.2.2.1796237455297149300.0":            false, // another consumer
+		"$JS.ACK.MPROC_ns.nodes.1.2.2.0":                                 false, // too few tokens
+		"$JS.ACK.MPROC_ns.nodes.1.2.2.3.4.5":                             false, // 10 tokens
+		"$JS.API.STREAM.DELETE.MPROC_ns.nodes.1.2.3":                     false,
+		"ns.task.client.0":                   false,
+		"$JS.ACK.MPROC_ns.nodes.1..2.3.0":    false, // empty token
+		"$JS.ACK.MPROC_ns.nodes.>":           false,
+		"$JS.ACK.MPROC_ns.nodes.1.2.2.3 4.0": false,
+		"":                                   false,
+	} {
+		if got := n.isAck(subj); got != want {
+			t.Errorf("isAck(%q) = %v, want %v", subj, got, want)
+		}
+	}
+}

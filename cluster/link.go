@@ -180,11 +180,14 @@ const (
 )
 
 // feed takes one message from the network (or a synthetic one) for this
-// slot: a begin notice, or a result message for some items of a job.
-func (l *slotLink) feed(data []byte) {
+// slot: a begin notice, or a result message for some items of a job. It
+// reports whether the link holds what the message brought (or needs none
+// of it: its job is done or aborted); false for a malformed message or one
+// held beyond maxHeld.
+func (l *slotLink) feed(data []byte) bool {
 	if len(data) > 0 && data[0] == kindBegin {
 		if len(data) < 13 || len(data) > 13+255 {
-			return
+			return false
 		}
 		pid := int(binary.LittleEndian.Uint32(data[1:]))
 		job := binary.LittleEndian.Uint64(data[5:])
@@ -193,26 +196,29 @@ func (l *slotLink) feed(data []byte) {
 			js.node, js.pid = string(data[13:]), pid
 		}
 		l.mu.Unlock()
-		return
+		return true
 	}
 	job, first, busy, items, err := bridge.SplitResult(data)
 	if err != nil {
-		return // not from a well-behaved node: dropped
+		return false // not from a well-behaved node: dropped
 	}
 	l.mu.Lock()
 	js := l.jobs[job]
-	if js == nil || first < 0 || first+len(items) > js.hi {
+	switch {
+	case js == nil:
 		l.mu.Unlock()
-		return // done, aborted, or not this slot's
-	}
-	if first > js.next {
+		return true // done or aborted: nothing more is needed
+	case first < 0 || first+len(items) > js.hi:
+		l.mu.Unlock()
+		return false // not this job's items
+	case first > js.next:
 		if len(js.held) >= maxHeld {
 			l.mu.Unlock()
-			return // not from well-behaved nodes; a redelivery fills the gap
+			return false // not from well-behaved nodes; a redelivery fills the gap
 		}
 		js.held[first] = append([]byte(nil), data...)
 		l.mu.Unlock()
-		return
+		return true
 	}
 	l.take(job, js, first, busy, items)
 	for progress := true; progress && l.jobs[job] != nil; {
@@ -231,6 +237,7 @@ func (l *slotLink) feed(data []byte) {
 	}
 	l.mu.Unlock()
 	l.signal()
+	return true
 }
 
 // take hands the pool the items from js.next on that first..first+len(items)

@@ -167,6 +167,9 @@ func (n *node) serve(ctx context.Context, cfg *NodeConfig) error {
 		}()
 	}
 	wg.Wait()
+	// The last results were published, not requested: see them out
+	// before the connection closes.
+	nc.FlushTimeout(time.Second)
 	if nc.IsClosed() {
 		return errors.New("cluster: node connection closed")
 	}
@@ -194,9 +197,11 @@ func (n *node) pull(ctx, work context.Context, cons jetstream.Consumer) {
 	}
 }
 
-// handle runs one task part and settles its message: Ack once the client
-// has its results, Term when it must not run again (malformed, timed out,
-// cancelled, its client gone), Nak when this node cannot run it now.
+// handle runs one task part and settles its message: the client acks it
+// once it holds the results (handle acks only if the last result could
+// not carry the ack subject), handle Terms it when it must not run again
+// (malformed, timed out, cancelled, its client gone) and Naks it when this
+// node cannot run it now.
 func (n *node) handle(ctx context.Context, m jetstream.Msg) {
 	client, slot, ok := n.parseSubject(m.Subject())
 	if !ok {
@@ -258,9 +263,33 @@ func (n *node) handle(ctx context.Context, m jetstream.Msg) {
 			}
 		}
 	}()
+	// Every result message but the last is a request the client answers
+	// once it holds it; the last carries the part's ack subject, and the
+	// client acks the part itself once it has its results: one hop less,
+	// and this puller is free as soon as the results are out.
+	var last []byte
 	outcome, err := bridge.RunMessage(ctx, n.local, data, n.name, n.limit, func(msg []byte) error {
-		return n.reply(ctx, client, res, msg)
+		if last != nil {
+			if err := n.reply(ctx, client, res, last); err != nil {
+				return err
+			}
+		}
+		last = msg
+		return nil
 	})
+	if err == nil && last != nil {
+		if outcome == bridge.Done {
+			if ack := m.Reply(); ack != "" {
+				out := nats.NewMsg(res)
+				out.Header.Set(hdrAck, ack)
+				out.Data = last
+				if n.nc.PublishMsg(out) == nil {
+					return // the client acks
+				}
+			}
+		}
+		err = n.reply(ctx, client, res, last)
+	}
 	switch {
 	case errors.Is(err, bridge.ErrMalformed):
 		m.TermWithReason("mproc: " + err.Error())

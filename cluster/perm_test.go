@@ -23,7 +23,7 @@ func clientPermissions(ns string) *server.Permissions {
 			ns + ".task.>", ns + ".cancel.*", ns + ".release",
 			"$JS.API.INFO",
 			"$JS.API.STREAM.CREATE." + st, "$JS.API.STREAM.UPDATE." + st, "$JS.API.STREAM.INFO." + st,
-			"$JS.API.STREAM.MSG.DELETE." + st,
+			"$JS.API.STREAM.MSG.DELETE." + st, "$JS.ACK." + st + ".nodes.>",
 			"$JS.API.CONSUMER.CREATE." + st + ".>", "$JS.API.CONSUMER.INFO." + st + ".>",
 			"$JS.API.STREAM.CREATE." + obj, "$JS.API.STREAM.UPDATE." + obj, "$JS.API.STREAM.INFO." + obj,
 			"$JS.API.STREAM.PURGE." + obj, "$JS.API.STREAM.MSG.GET." + obj, "$JS.API.DIRECT.GET." + obj + ".>",
