@@ -312,6 +312,24 @@ func TestMaxDeliverGivesWorkerError(t *testing.T) {
 	t.Logf("%v", err)
 }
 
+// TestLongTaskOutlivesAckWait: a task running four times AckWait is not
+// taken for a lost one, because its node sends InProgress. Without the
+// heartbeat, MaxDeliver 1 (Retries 0) would end the call with a
+// *WorkerError after one AckWait.
+func TestLongTaskOutlivesAckWait(t *testing.T) {
+	s := mustServer(t)
+	urls := []string{s.URL()}
+	node := mustNode(t, urls, "long", 1)
+	p := mustConnect(t, &Config{URLs: urls, Namespace: "long", Workers: 1, AckWait: 500 * time.Millisecond, Memory: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	pid, err := pool.Apply(ctx, p, nap, 2*time.Second)
+	if err != nil || pid == 0 || pid == node.Process.Pid {
+		t.Fatalf("Apply(nap 2s, AckWait 500ms) = %d, %v; want a worker's pid", pid, err)
+	}
+	settled(t, s.URL(), "long")
+}
+
 func TestNodeTaskTimeout(t *testing.T) {
 	s := mustServer(t)
 	urls := []string{s.URL()}
