@@ -64,7 +64,10 @@ func futexWake(addr *atomic.Uint32, n int) int {
 	if n <= 0 || n > math.MaxInt32 {
 		n = math.MaxInt32
 	}
-	r, _, e := syscall.Syscall6(syscall.SYS_FUTEX, uintptr(unsafe.Pointer(addr)), opFutexWake,
+	// RawSyscall6: a wake never blocks, and skipping entersyscall keeps it
+	// from waking a sleeping sysmon, which would then poll every 20 µs for
+	// a while, each time preempting whatever runs on its CPU.
+	r, _, e := syscall.RawSyscall6(syscall.SYS_FUTEX, uintptr(unsafe.Pointer(addr)), opFutexWake,
 		uintptr(n), 0, 0, 0)
 	if e != 0 {
 		// FUTEX_WAKE fails only on a bad address or op: an invariant broke.
