@@ -312,7 +312,7 @@ func (p *core) participantDoneLocked(pl *pulled) (recover bool) {
 		// slots pl was sent to can hold one.
 		for _, w := range p.slots {
 			sl, ok := w.l.(*shmLink)
-			if ok && sl.wake != nil && slices.ContainsFunc(w.inflight, func(ch *chunk) bool { return ch.pull == pl }) {
+			if ok && sl.bell != nil && slices.ContainsFunc(w.inflight, func(ch *chunk) bool { return ch.pull == pl }) {
 				sl.wakeCollector()
 			}
 		}

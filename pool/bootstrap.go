@@ -78,7 +78,6 @@ const (
 	opRelease     = 'D' // parent: segment <id u64> was closed, drop it
 	opTask        = 'T' // parent (Process): one task message
 	opResult      = 'r' // child (Process): its result message
-	opWake        = 'W' // child: a result waits in the link for the parked collector
 	ctlMaxMessage = 1 << 16
 )
 

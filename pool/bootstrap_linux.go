@@ -19,9 +19,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ctlFD is the control socket's descriptor number in the child
-// (exec.Cmd.ExtraFiles[0]); transport files follow it.
-const ctlFD = 3
+// The descriptors a worker inherits (exec.Cmd.ExtraFiles, from 3 on): its
+// control socket, then, for a pool worker, its link's segment and the
+// parent collector's bell (bellFD, wake_linux.go). Handing the segment over
+// at exec spares the worker a fetch round trip before it is ready.
+const (
+	ctlFD  = 3
+	linkFD = ctlFD + 1
+)
 
 // ctlConn is one end of the per-child control socket: a
 // socketpair(AF_UNIX, SOCK_SEQPACKET), so every message arrives whole and
@@ -141,6 +146,9 @@ func startChild(s setup, cpu int, l *shmLink) (*child, error) {
 		// (go.dev/issue/27505): see the Caveats in doc.go.
 		SysProcAttr: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
 	}
+	if l != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, l.seg.File(), l.bell.f) // linkFD, bellFD
+	}
 	// From a fresh goroutine: if the caller's goroutine is locked to its
 	// thread and later exits, that thread's death must not kill workers.
 	errc := make(chan error, 1)
@@ -203,11 +211,6 @@ func (c *child) serveCtl() {
 			answer = fmt.Errorf("pool: worker %d start-up: %s", c.pid, truncateText(string(msg[1:]), maxText))
 		case opFetch:
 			c.serveFetch(msg[1:])
-			continue
-		case opWake:
-			if c.releases != nil {
-				c.releases.wakeCollector()
-			}
 			continue
 		case opResult:
 			select {
@@ -325,7 +328,12 @@ func workerMain(string) int {
 		return exitTaskFailed
 	}
 
-	l, err := openShmLink(s.transport)
+	inherited, err := shm.OpenFD(linkFD)
+	if err != nil {
+		ctl.send(append([]byte{opFailed}, err.Error()...), nil)
+		return exitProtocol
+	}
+	l, err := openShmLink(s.transport, inherited)
 	if err == nil && s.initializer != "" {
 		err = runInitializer(s.initializer)
 	}
@@ -334,7 +342,7 @@ func workerMain(string) int {
 		return exitProtocol
 	}
 	w.releases.posted = &l.ctl.releases
-	l.notify = func() { ctl.send([]byte{opWake}, nil) }
+	l.notify = func() { ringFD(bellFD) }
 	if err := ctl.send([]byte{opReady}, nil); err != nil {
 		return exitParentGone
 	}

@@ -220,7 +220,7 @@ func linkPair(t *testing.T) (parent, worker *shmLink) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { parent.close() })
-	worker, err = openShmLink(spec)
+	worker, err = openShmLink(spec, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

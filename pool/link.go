@@ -110,8 +110,8 @@ type linkControl struct {
 
 	// parked is 1 while the parent's collector waits for a result without
 	// polling: the worker, having committed a message, takes it back and
-	// wakes the collector through the control socket (see
-	// shmLink.recvResult). Both sides write it.
+	// rings the collector's bell (see shmLink.recvResult). Both sides
+	// write it.
 	parked atomic.Uint32
 }
 
@@ -132,12 +132,13 @@ type shmLink struct {
 	// blocked in one makes the Go runtime hand its P off and keeps sysmon
 	// waking every 20 µs, each wake preempting a worker on a 2-CPU machine
 	// (perf: dozens of context switches per KDE sweep). It polls, then
-	// parks on wake, which the control socket's reader (through the
-	// netpoller) signals when the worker asks (notify), or the monitor when
-	// the worker dies.
-	wake   chan struct{} // parent end: buffered 1
-	woken  atomic.Int64  // parent end: wakes received (for tests)
-	notify func()        // worker end: wake the parent's collector
+	// parks on its bell (wake_linux.go), which the worker rings (notify),
+	// or the parent itself when the worker dies.
+	bell   *bell        // parent end
+	woken  atomic.Int64 // parent end: rings received (for tests)
+	notify func()       // worker end: ring the parent's bell
+
+	mapped *shm.Segment // worker end: holds the inherited segment mapped
 }
 
 var _ link = (*shmLink)(nil)
@@ -147,8 +148,13 @@ var _ link = (*shmLink)(nil)
 func newShmLink(slot int) (*shmLink, string, error) {
 	cfg := ipc.RingConfig{Capacity: ringCapacity}
 	half := (ipc.RingSize(&cfg) + pageSize - 1) &^ (pageSize - 1)
+	b, err := newBell()
+	if err != nil {
+		return nil, "", fmt.Errorf("worker link: %w", err)
+	}
 	seg, err := shm.New("pool-w"+strconv.Itoa(slot), pageSize+2*half)
 	if err != nil {
+		b.close()
 		return nil, "", fmt.Errorf("worker link: %w", err)
 	}
 	mem := seg.Bytes()
@@ -159,15 +165,28 @@ func newShmLink(slot int) (*shmLink, string, error) {
 		results, err = ipc.NewRing(mem[pageSize+half:], &cfg)
 		if err == nil {
 			ctl.magic.Store(controlMagic)
-			l := &shmLink{seg: seg, ctl: ctl, out: tasks, in: results, spin: results.Spin(), wake: make(chan struct{}, 1)}
+			l := &shmLink{seg: seg, ctl: ctl, out: tasks, in: results, spin: results.Spin(), bell: b}
 			return l, "shm:" + strconv.FormatUint(seg.ID(), 16) + ":" + strconv.Itoa(half), nil
 		}
 	}
-	return nil, "", errors.Join(fmt.Errorf("worker link: %w", err), seg.Close())
+	return nil, "", errors.Join(fmt.Errorf("worker link: %w", err), seg.Close(), b.close())
 }
 
+// workerSpin is how long a worker polls its task ring for the next message
+// before it sleeps on the futex. It covers the gap between two calls made
+// back to back (the parent's end of one call and its start of the next:
+// 40-100 µs of hops on a 2-CPU VM), so the next call finds the worker awake
+// instead of paying a futex wake (tens of µs, seen from the caller) per
+// worker. The poll yields its CPU after 10 µs, and the ring's adaptive
+// budget shrinks it to a couple of µs once waits outlast it: a worker idle
+// between sparse calls does not burn CPU.
+const workerSpin = 300 * time.Microsecond
+
 // openShmLink is the worker's end: attach the parent's segment and rings.
-func openShmLink(spec string) (*shmLink, error) {
+// inherited is the segment the worker got at exec (linkFD), if any;
+// without it the segment is looked up (a link opened in its own process,
+// in tests).
+func openShmLink(spec string, inherited *shm.Segment) (*shmLink, error) {
 	kind, rest, _ := strings.Cut(spec, ":")
 	idText, halfText, _ := strings.Cut(rest, ":")
 	id, err1 := strconv.ParseUint(idText, 16, 64)
@@ -175,9 +194,15 @@ func openShmLink(spec string) (*shmLink, error) {
 	if kind != "shm" || err1 != nil || err2 != nil || half <= 0 {
 		return nil, fmt.Errorf("pool: bad link spec %q", spec)
 	}
-	seg, err := shm.Lookup(id)
-	if err != nil {
-		return nil, fmt.Errorf("worker link: %w", err)
+	seg := inherited
+	if seg != nil && seg.ID() != id {
+		return nil, errors.Join(fmt.Errorf("pool: inherited link segment %x, want %x", seg.ID(), id), seg.Close())
+	}
+	if seg == nil {
+		var err error
+		if seg, err = shm.Lookup(id); err != nil {
+			return nil, fmt.Errorf("worker link: %w", err)
+		}
 	}
 	mem := seg.Bytes()
 	if len(mem) < pageSize+2*half {
@@ -198,8 +223,9 @@ func openShmLink(spec string) (*shmLink, error) {
 	// A parent that dies makes blocked ring calls return (the control
 	// socket's EOF and Pdeathsig normally end the process first).
 	tasks.SetPeer(os.Getppid())
+	tasks.SetSpin(workerSpin)
 	results.SetPeer(os.Getppid())
-	return &shmLink{ctl: ctl, out: results, in: tasks}, nil
+	return &shmLink{ctl: ctl, out: results, in: tasks, mapped: seg}, nil
 }
 
 // Fragment markers: a message longer than the ring's MaxMessage travels as
@@ -316,7 +342,7 @@ func (l *shmLink) recv(ctx context.Context, buf []byte) ([]byte, error) {
 func (l *shmLink) peerGone() {
 	l.in.Close()
 	l.out.Close()
-	if l.wake != nil {
+	if l.bell != nil {
 		l.wakeCollector()
 	}
 }
@@ -346,20 +372,14 @@ func (l *shmLink) wakeParked() {
 	}
 }
 
-// wakeCollector ends a parked collector's wait.
-func (l *shmLink) wakeCollector() {
-	l.woken.Add(1)
-	select {
-	case l.wake <- struct{}{}:
-	default:
-	}
-}
+// wakeCollector ends a parked collector's wait, from the parent.
+func (l *shmLink) wakeCollector() { l.bell.ring() }
 
 // parkSlice bounds a parked collector's wait, should a wake be lost (the
 // worker died between committing and notifying, say).
 const parkSlice = 20 * time.Millisecond
 
-// recvResult is the parent collector's recv: see wake.
+// recvResult is the parent collector's recv: it polls, then parks (see bell).
 func (l *shmLink) recvResult(buf []byte) ([]byte, error) {
 	l.in.AwaitReadable(l.park)
 	return l.recv(context.Background(), buf)
@@ -371,12 +391,9 @@ func (l *shmLink) park() {
 		l.ctl.parked.Store(0)
 		return
 	}
-	t := time.NewTimer(parkSlice)
-	select {
-	case <-l.wake:
-	case <-t.C:
+	if l.bell.wait(parkSlice) {
+		l.woken.Add(1)
 	}
-	t.Stop()
 }
 
 // claim reads the worker's claim record (see linkControl). It comes from
@@ -413,8 +430,12 @@ func (l *shmLink) aborted(job uint64) bool {
 func (l *shmLink) close() error {
 	l.in.Close()
 	l.out.Close()
-	if l.seg != nil {
-		return l.seg.Close()
+	var err error
+	if l.bell != nil {
+		err = l.bell.close()
 	}
-	return nil
+	if l.seg != nil {
+		err = errors.Join(l.seg.Close(), err)
+	}
+	return err
 }
