@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/mproc/mproc/internal/codec"
 )
@@ -114,11 +115,20 @@ func register[A, R any](name string, orig any, fn func(context.Context, A) (R, e
 	if len(name) > maxNameLen {
 		panic(fmt.Sprintf("pool: Register(%.40q...): name of %d bytes, over the %d-byte limit", name, len(name), maxNameLen))
 	}
-	// Zero codecs find their type's plan on first use: every worker runs
-	// every Register of the program at start-up, and building the plans
-	// there was most of the pool package's share of a worker's start.
-	var argc codec.Codec[A]
-	var resc codec.Codec[R]
+	// The codecs are made on first use, once: every worker runs every
+	// Register of the program at start-up, and building the plans there
+	// was most of the pool package's share of a worker's start. (A zero
+	// Codec would look its plan up on every call: a sync.Map lookup per
+	// item, a fifth of a tiny task's cost.)
+	var made atomic.Pointer[codecPair[A, R]]
+	codecs := func() *codecPair[A, R] {
+		if c := made.Load(); c != nil {
+			return c
+		}
+		c := &codecPair[A, R]{codec.For[A](), codec.For[R]()} // a race makes two equal pairs
+		made.Store(c)
+		return c
+	}
 	ta, tr := reflect.TypeFor[A](), reflect.TypeFor[R]()
 	e := &entry{
 		name:     name,
@@ -127,16 +137,17 @@ func register[A, R any](name string, orig any, fn func(context.Context, A) (R, e
 		returned: funcPlace(orig),
 		ctx:      takesCtx,
 		call: func(ctx context.Context, dst, arg []byte) ([]byte, error) {
-			var a A
-			if err := argc.Decode(arg, &a); err != nil {
+			cs := codecs()
+			a, err := cs.arg.DecodeValue(arg)
+			if err != nil {
 				return dst, fmt.Errorf("decode argument %s: %w", ta, err)
 			}
 			r, err := fn(ctx, a)
 			if err != nil {
 				return dst, err
 			}
-			out, err := resc.Append(dst, r)
-			if errors.Is(err, codec.ErrTooLarge) {
+			out, err := cs.res.Append(dst, r)
+			if err != nil && errors.Is(err, codec.ErrTooLarge) {
 				return dst, errResultTooLarge
 			}
 			return out, err
@@ -168,6 +179,12 @@ func register[A, R any](name string, orig any, fn func(context.Context, A) (R, e
 	}
 	registry.byName[name] = e
 	return Func[A, R]{e: e}
+}
+
+// codecPair is a registered function's argument and result codecs.
+type codecPair[A, R any] struct {
+	arg codec.Codec[A]
+	res codec.Codec[R]
 }
 
 // errResultTooLarge is what entry.call returns for a result over the

@@ -179,14 +179,14 @@ func runItems(dst []byte, h msgHeader, fn taskFn, body []byte, budget *int, abor
 			dst = appendPanic(dst[:at+4], pv, stack)
 			dst[mark] = stPanic
 			retire = true // the worker's state may be broken: replace it
-		case errors.Is(terr, errResultTooLarge) || (terr == nil && len(res)-at-4 > maxValue):
+		case terr == nil && len(res)-at-4 <= maxValue:
+			dst = res
+		case terr == nil || errors.Is(terr, errResultTooLarge):
 			dst = fmt.Appendf(dst[:at+4], "result of task %d encodes to more than the %d-byte limit; return it in an shm.Array", h.first+k, maxValue)
 			dst[mark] = stTooLarge
-		case terr != nil:
+		default:
 			dst = appendTaskError(dst[:at+4], terr, e.returned)
 			dst[mark] = stErrFull
-		default:
-			dst = res
 		}
 		dst = endItem(dst, at)
 		n++

@@ -161,16 +161,7 @@ func (c Codec[T]) Append(dst []byte, v T) ([]byte, error) {
 func (c Codec[T]) Decode(b []byte, v *T) error {
 	p := c.plan()
 	if p.raw {
-		if len(b) != p.size {
-			return fmt.Errorf("decode %v: got %d bytes, want %d: %w", reflect.TypeFor[T](), len(b), p.size, ErrLength)
-		}
-		for _, off := range p.bools {
-			if b[off] > 1 {
-				return fmt.Errorf("decode %v: byte %d is %#x: %w", reflect.TypeFor[T](), off, b[off], ErrInvalidBool)
-			}
-		}
-		copy(rawBytes(v, p.size), b)
-		return nil
+		return decodeRaw[T](p, b, rawBytes(v, p.size))
 	}
 	if len(b) > MaxEncodedLen {
 		return fmt.Errorf("decode %v: %d bytes: %w", reflect.TypeFor[T](), len(b), ErrTooLarge)
@@ -192,6 +183,35 @@ func (c Codec[T]) Decode(b []byte, v *T) error {
 	if err := decMode.Unmarshal(b, v); err != nil {
 		return fmt.Errorf("decode %v: %w", reflect.TypeFor[T](), err)
 	}
+	return nil
+}
+
+// DecodeValue is Decode returning the value. For a raw type it allocates
+// nothing: Decode's v escapes (CBOR decodes through an interface), so a
+// caller's local passed to it lives on the heap, one allocation per value.
+func (c Codec[T]) DecodeValue(b []byte) (T, error) {
+	if p := c.plan(); p.raw {
+		var v T
+		err := decodeRaw[T](p, b, rawBytes(&v, p.size))
+		return v, err
+	}
+	v := new(T)
+	err := c.Decode(b, v)
+	return *v, err
+}
+
+// decodeRaw checks b, a raw encoding of T, and copies it into dst, the
+// bytes of the destination value.
+func decodeRaw[T any](p *plan, b, dst []byte) error {
+	if len(b) != p.size {
+		return fmt.Errorf("decode %v: got %d bytes, want %d: %w", reflect.TypeFor[T](), len(b), p.size, ErrLength)
+	}
+	for _, off := range p.bools {
+		if b[off] > 1 {
+			return fmt.Errorf("decode %v: byte %d is %#x: %w", reflect.TypeFor[T](), off, b[off], ErrInvalidBool)
+		}
+	}
+	copy(dst, b)
 	return nil
 }
 

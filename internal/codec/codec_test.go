@@ -247,6 +247,42 @@ func TestRawAllocs(t *testing.T) {
 	}
 }
 
+// TestDecodeValue checks that DecodeValue decodes as Decode does, and that
+// for a raw type it allocates nothing even where Decode's destination would
+// have to live on the heap (a local whose address Decode takes escapes).
+func TestDecodeValue(t *testing.T) {
+	c := For[task]()
+	want := task{ID: 1, Func: 2, X: 3, A: 4, B: 5}
+	b, err := c.Append(nil, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bad error
+	allocs := testing.AllocsPerRun(100, func() {
+		got, err := c.DecodeValue(b)
+		if err != nil || got != want {
+			bad = fmt.Errorf("DecodeValue = %+v, %v; want %+v", got, err, want)
+		}
+	})
+	if bad != nil {
+		t.Fatal(bad)
+	}
+	if allocs != 0 {
+		t.Errorf("raw DecodeValue allocs = %v, want 0", allocs)
+	}
+	if _, err := c.DecodeValue(b[1:]); !errors.Is(err, ErrLength) {
+		t.Errorf("DecodeValue of a short value: %v, want ErrLength", err)
+	}
+	n := named{Name: "x", Values: []float64{1, 2}, Tags: map[string]int{"k": 2}}
+	nb, err := For[named]().Append(nil, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := For[named]().DecodeValue(nb); err != nil || !reflect.DeepEqual(got, n) {
+		t.Errorf("CBOR DecodeValue = %+v, %v; want %+v", got, err, n)
+	}
+}
+
 func FuzzDecode(f *testing.F) {
 	seed, _ := For[named]().Append(nil, named{Name: "x", Values: []float64{1}, Tags: map[string]int{"k": 2}})
 	f.Add(seed)
