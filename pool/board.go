@@ -56,11 +56,11 @@ const (
 // line 1 is the workers': the claim counter, and how many participants
 // are still at work.
 type boardHeader struct {
-	magic atomic.Uint32
-	_     uint32
-	gen   atomic.Uint64 // the call's job: a pull message names it
-	items atomic.Uint64
-	_     [40]byte
+	magic  atomic.Uint32
+	stride atomic.Uint32 // > 0: the items are raw, stride bytes each (see boardData)
+	gen    atomic.Uint64 // the call's job: a pull message names it
+	items  atomic.Uint64
+	_      [40]byte
 
 	next atomic.Uint64 // the first item nobody has claimed
 	// working counts the participants that have not yet committed their
@@ -77,7 +77,10 @@ type boardHeader struct {
 // Board layout after the header page: ends, one u32 per item (the offset in
 // the data area just past the item), then the data area, which holds the
 // items back to back as a task message does (len u32 | bytes), so that a
-// claimed range is handed to runItems as it lies.
+// claimed range is handed to runItems as it lies. Fixed-size raw arguments
+// (encoded.stride) skip the framing: the data area holds them as the
+// caller's slice did, item i at i*stride, published in one copy, and the
+// ends table is left unused.
 func boardData(n int) int { return pageSize + (4*n+63)&^63 }
 
 // board is the parent's end of one board segment.
@@ -99,7 +102,11 @@ func newBoard() (*board, error) {
 // boardFits reports whether args fit in a board.
 func boardFits(args *encoded) bool {
 	n := args.len()
-	return n <= maxBoardItems && boardData(n)+len(args.buf)+4*n <= boardSize
+	framing := 4 * n
+	if args.stride > 0 {
+		framing = 0
+	}
+	return n <= maxBoardItems && boardData(n)+len(args.buf)+framing <= boardSize
 }
 
 // maxBoardItems bounds a board's item count so that every offset fits a u32
@@ -113,13 +120,18 @@ func (b *board) publish(job uint64, args *encoded, workers int) {
 	mem := b.seg.Bytes()
 	n := args.len()
 	data := mem[boardData(n):]
-	off := 0
-	for i := range n {
-		item := args.item(i)
-		binary.LittleEndian.PutUint32(data[off:], uint32(len(item)))
-		off += 4 + copy(data[off+4:], item)
-		binary.LittleEndian.PutUint32(mem[pageSize+4*i:], uint32(off))
+	if args.stride > 0 {
+		copy(data, args.buf)
+	} else {
+		off := 0
+		for i := range n {
+			item := args.item(i)
+			binary.LittleEndian.PutUint32(data[off:], uint32(len(item)))
+			off += 4 + copy(data[off+4:], item)
+			binary.LittleEndian.PutUint32(mem[pageSize+4*i:], uint32(off))
+		}
 	}
+	b.hdr.stride.Store(uint32(args.stride))
 	b.hdr.closed.Store(0)
 	b.hdr.next.Store(0)
 	b.hdr.working.Store(int64(workers))
@@ -402,10 +414,11 @@ func parsePullSpec(b []byte) (pullSpec, error) {
 // workerBoard is a worker's view of a board for one pull message. It reads
 // every offset as hostile: a bad one ends the pull with errBrokenPeer.
 type workerBoard struct {
-	hdr  *boardHeader
-	mem  []byte
-	data []byte
-	n    int
+	hdr    *boardHeader
+	mem    []byte
+	data   []byte
+	n      int
+	stride int // > 0: raw items, no framing (see boardData)
 }
 
 func openWorkerBoard(spec pullSpec, job uint64) (*workerBoard, error) {
@@ -421,13 +434,21 @@ func openWorkerBoard(spec pullSpec, job uint64) (*workerBoard, error) {
 	if hdr.magic.Load() != boardMagic || hdr.gen.Load() != job || hdr.items.Load() != uint64(spec.n) {
 		return nil, fmt.Errorf("%w: the pull board does not hold job %d", errBrokenPeer, job)
 	}
-	return &workerBoard{hdr: hdr, mem: mem, data: mem[boardData(spec.n):], n: spec.n}, nil
+	data := mem[boardData(spec.n):]
+	stride := int(hdr.stride.Load())
+	if stride > maxValue || stride*spec.n > len(data) {
+		return nil, fmt.Errorf("%w: a pull board of %d items of %d bytes in %d bytes", errBrokenPeer, spec.n, stride, len(data))
+	}
+	return &workerBoard{hdr: hdr, mem: mem, data: data, n: spec.n, stride: stride}, nil
 }
 
 // end returns the data offset just past item i; -1 before item 0.
 func (b *workerBoard) end(i int) int {
-	if i < 0 {
+	switch {
+	case i < 0:
 		return 0
+	case b.stride > 0:
+		return (i + 1) * b.stride
 	}
 	return int(binary.LittleEndian.Uint32(b.mem[pageSize+4*i:]))
 }
@@ -511,7 +532,7 @@ func (r *runner) pull(ctx context.Context, h msgHeader, body []byte, sl *shmLink
 		ih := msgHeader{kind: kindTask, flags: h.flags, count: hi - lo, first: lo, job: h.job}
 		var out []byte
 		var runFlags uint8
-		out, retire, runFlags, err = runItems(r.out[:0], ih, fn, items, &r.budget, r.l.aborted, begun, func(msg []byte) error {
+		out, retire, runFlags, err = runItems(r.out[:0], ih, fn, items, b.stride, &r.budget, r.l.aborted, begun, func(msg []byte) error {
 			msg[1] |= flagPulled
 			return send(ctx, msg)
 		})

@@ -303,3 +303,63 @@ func TestPulledCallRecruitsTheOthers(t *testing.T) {
 		}
 	}
 }
+
+// TestBoardItems publishes framed and raw (fixed-size) arguments on a board
+// and reads them back as a worker does; a header whose stride does not fit
+// the board is refused, not read past.
+func TestBoardItems(t *testing.T) {
+	framed := &encoded{}
+	for i := range 5 {
+		item := []byte{byte(i), 'x'}
+		framed.buf = append(framed.buf, item[:1+i%2]...)
+		framed.ends = append(framed.ends, len(framed.buf))
+	}
+	raw := &encoded{buf: []byte("aaaabbbbccccddddeeee"), stride: 4}
+	for _, args := range []*encoded{framed, raw} {
+		b, err := newBoard()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.close()
+		b.publish(7, args, 2)
+		wb, err := openWorkerBoard(pullSpec{board: b.seg.ID(), n: args.len(), workers: 2}, 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got [][]byte
+		for {
+			lo, hi, ok := wb.claim(2, 2)
+			if !ok {
+				break
+			}
+			body, err := wb.items(lo, hi)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range hi - lo {
+				var item []byte
+				if wb.stride > 0 {
+					item, body = body[:wb.stride], body[wb.stride:]
+				} else if item, body, err = nextItem(body); err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, item)
+			}
+			if len(body) != 0 {
+				t.Fatalf("items %d..%d: %d bytes left over", lo, hi, len(body))
+			}
+		}
+		if len(got) != args.len() {
+			t.Fatalf("stride %d: read %d items, want %d", args.stride, len(got), args.len())
+		}
+		for i, item := range got {
+			if string(item) != string(args.item(i)) {
+				t.Errorf("stride %d: item %d = %q, want %q", args.stride, i, item, args.item(i))
+			}
+		}
+		b.hdr.stride.Store(1 << 30)
+		if _, err := openWorkerBoard(pullSpec{board: b.seg.ID(), n: args.len(), workers: 2}, 7); !errors.Is(err, errBrokenPeer) {
+			t.Errorf("a board with a stride of 1 GiB: %v, want errBrokenPeer", err)
+		}
+	}
+}

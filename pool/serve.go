@@ -105,7 +105,7 @@ func runTasks(dst []byte, h msgHeader, body []byte, budget *int, aborted func(jo
 	} else {
 		fn.detail = lerr.Error()
 	}
-	out, retire, _, err = runItems(dst, h, fn, items, budget, aborted, nil, flush)
+	out, retire, _, err = runItems(dst, h, fn, items, 0, budget, aborted, nil, flush)
 	return out, retire, err
 }
 
@@ -122,11 +122,12 @@ func lookupTask(name string, sig uint64) taskFn {
 	return taskFn{e: e, status: status, detail: detail}
 }
 
-// runItems runs h.count items of fn from body (len u32 | bytes each), the
-// first being item h.first of its call, as runTasks describes. begun, if
+// runItems runs h.count items of fn from body (len u32 | bytes each, or,
+// with stride > 0, stride bytes each unframed), the first being item
+// h.first of its call, as runTasks describes. begun, if
 // not nil, is told each item's index before it runs. flags returns the
 // flags of the last result message.
-func runItems(dst []byte, h msgHeader, fn taskFn, body []byte, budget *int, aborted func(job uint64) bool, begun func(int), flush func([]byte) error) (out []byte, retire bool, flags uint8, err error) {
+func runItems(dst []byte, h msgHeader, fn taskFn, body []byte, stride int, budget *int, aborted func(job uint64) bool, begun func(int), flush func([]byte) error) (out []byte, retire bool, flags uint8, err error) {
 	start := time.Now()
 	first := h.first
 	dst = appendHeader(dst, msgHeader{kind: kindResult, job: h.job, first: first})
@@ -142,10 +143,17 @@ func runItems(dst []byte, h msgHeader, fn taskFn, body []byte, budget *int, abor
 			flags |= flagAborted
 			break
 		}
-		arg, rest, err := nextItem(body)
-		body = rest
-		if err != nil {
-			break // truncated message: report what ran
+		var arg []byte
+		if stride > 0 {
+			if len(body) < stride {
+				break // truncated: report what ran
+			}
+			arg, body = body[:stride], body[stride:]
+		} else {
+			var err error
+			if arg, body, err = nextItem(body); err != nil {
+				break // truncated message: report what ran
+			}
 		}
 		if *budget > 0 {
 			*budget--
