@@ -150,6 +150,13 @@ func mapCall[A, R any](f Func[A, R], cc callConfig, args []A, out []R) (*call, e
 	}
 	c := newCall(f.e, cc, enc)
 	c.dec = func(i int, b []byte) error { return resc.Decode(b, &out[i]) }
+	if size := resc.Size(); size > 0 {
+		c.resultSize = size
+		c.decRun = func(i, n int, body []byte, step int) int {
+			k, _ := resc.DecodeStrided(out[i:i+n], body, step)
+			return k
+		}
+	}
 	return c, nil
 }
 

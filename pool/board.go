@@ -566,6 +566,19 @@ func (r *runner) pull(ctx context.Context, h msgHeader, body []byte, sl *shmLink
 	return retire, nil
 }
 
+// okRun counts the results at the start of body, at most max, that
+// succeeded with a value of size bytes and are fresh (bit k of fresh set
+// for the k-th). body is well-formed (see wellFormed).
+func okRun(body []byte, max, size int, fresh uint64) int {
+	step := 5 + size
+	k := 0
+	for k < max && fresh&(1<<k) != 0 && len(body) >= (k+1)*step &&
+		body[k*step] == stOK && binary.LittleEndian.Uint32(body[k*step+1:]) == uint32(size) {
+		k++
+	}
+	return k
+}
+
 // collectPulled takes one result message of a pulled call; false means a
 // broken peer (a pulled result for no call it takes part in, a bad item).
 func (w *slot) collectPulled(l link, h msgHeader, body []byte) bool {
@@ -605,10 +618,29 @@ func (w *slot) collectPulled(l link, h msgHeader, body []byte) bool {
 		return false
 	}
 	t := tally{c: c}
+	// Results of a raw type go in runs: one call stores every fresh
+	// success of a bitmap word, without a decode call per item.
+	runs := c.decRun != nil && c.each == nil && c.cfg.progress == nil
+	step := 5 + c.resultSize // status, length, value
+	end := h.first + h.count
+	word := -1
 	var fresh uint64 // of the current bitmap word: items not delivered before
-	for i := h.first; i < h.first+h.count; i++ {
-		if i == h.first || i%64 == 0 {
-			fresh = pl.markDelivered(i, min(h.first+h.count, (i/64+1)*64))
+	for i := h.first; i < end; {
+		if i/64 != word {
+			word = i / 64
+			fresh = pl.markDelivered(i, min(end, (word+1)*64))
+		}
+		if runs && !c.finished.Load() {
+			k := okRun(body, min(end, (word+1)*64)-i, c.resultSize, fresh>>(i%64))
+			if k > 0 {
+				k = c.decRun(i, k, body[5:], step)
+				t.addOK(k)
+				i += k
+				body = body[k*step:]
+				if i/64 != word || i == end {
+					continue
+				}
+			}
 		}
 		st := body[0]
 		item, tail, _ := nextItem(body[1:])
@@ -616,6 +648,7 @@ func (w *slot) collectPulled(l link, h msgHeader, body []byte) bool {
 		if fresh&(1<<(i%64)) != 0 && !c.finished.Load() {
 			t.add(i, outcome(c, i, st, item, id, false))
 		}
+		i++
 	}
 	t.flush()
 	if h.flags&flagDone == 0 {

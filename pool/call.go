@@ -20,6 +20,12 @@ type call struct {
 	n    int
 	args *encoded
 	dec  func(i int, b []byte) error // stores item i's result
+	// decRun, for results of a raw type, stores the n results from item i
+	// found at body[k*step:] (k < n) and returns how many it stored: fewer
+	// when one does not decode (dec then reports it). resultSize is the
+	// type's size.
+	decRun     func(i, n int, body []byte, step int) int
+	resultSize int
 	// each is called once per item that finishes (err nil or not), from a
 	// collector goroutine, unless the call is already finished.
 	each     func(i int, err error)
@@ -93,6 +99,10 @@ func (t *tally) add(i int, err error) {
 		t.flush() // Progress promises a call per task
 	}
 }
+
+// addOK counts n items that succeeded, for a call with neither each nor
+// Progress (which want a call per item).
+func (t *tally) addOK(n int) { t.done += n }
 
 // flush records the gathered outcomes in the call.
 func (t *tally) flush() {

@@ -444,3 +444,29 @@ func TestWellFormed(t *testing.T) {
 		}
 	}
 }
+
+// TestOKRun: a run of raw results stops at a failure, a value of another
+// size, an item already delivered, the bitmap word's end and the body's.
+func TestOKRun(t *testing.T) {
+	ok := func(v byte) []byte { return []byte{stOK, 2, 0, 0, 0, v, v} }
+	body := slices.Concat(ok(1), ok(2), []byte{stErr, 0, 0, 0, 0}, ok(4))
+	for _, tc := range []struct {
+		body  []byte
+		max   int
+		size  int
+		fresh uint64
+		want  int
+	}{
+		{body, 4, 2, ^uint64(0), 2},      // up to the failure
+		{body, 1, 2, ^uint64(0), 1},      // the word ends
+		{body, 4, 2, 0b101, 1},           // item 1 was delivered before
+		{body, 4, 3, ^uint64(0), 0},      // values of another size
+		{body[14:], 4, 2, ^uint64(0), 0}, // starts at the failure
+		{ok(9)[:6], 4, 2, ^uint64(0), 0}, // the body ends inside the value
+		{slices.Concat(ok(1), ok(2)), 8, 2, ^uint64(0), 2},
+	} {
+		if got := okRun(tc.body, tc.max, tc.size, tc.fresh); got != tc.want {
+			t.Errorf("okRun(%x, %d, %d, %b) = %d, want %d", tc.body, tc.max, tc.size, tc.fresh, got, tc.want)
+		}
+	}
+}

@@ -283,6 +283,38 @@ func TestDecodeValue(t *testing.T) {
 	}
 }
 
+// TestDecodeStrided decodes raw values laid at a stride, as a result
+// message holds them, and stops at the first invalid one.
+func TestDecodeStrided(t *testing.T) {
+	c := For[point]()
+	want := []point{{X: 1, ID: 1, OK: true}, {Y: 2, ID: 2}, {X: 3, Y: 3, ID: 3, OK: true}}
+	for _, step := range []int{c.Size(), c.Size() + 5} {
+		var b []byte
+		for _, v := range want {
+			at := len(b)
+			b, _ = c.Append(b, v)
+			b = append(b, make([]byte, step-c.Size())...)
+			if len(b)-at != step {
+				t.Fatalf("step %d: laid %d bytes", step, len(b)-at)
+			}
+		}
+		got := make([]point, len(want))
+		if k, err := c.DecodeStrided(got, b, step); k != len(want) || err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("step %d: DecodeStrided = %d, %v, %+v; want %d, nil, %+v", step, k, err, got, len(want), want)
+		}
+		b[step+int(reflect.TypeFor[point]().Field(3).Offset)] = 2 // value 1's OK: not a bool
+		if k, err := c.DecodeStrided(got, b, step); k != 1 || !errors.Is(err, ErrInvalidBool) {
+			t.Errorf("step %d: with value 1 invalid, DecodeStrided = %d, %v; want 1, ErrInvalidBool", step, k, err)
+		}
+	}
+	if _, err := For[int64]().DecodeStrided(make([]int64, 1), make([]byte, 8), 4); !errors.Is(err, ErrLength) {
+		t.Errorf("a stride under the value size: %v, want ErrLength", err)
+	}
+	if _, err := For[string]().DecodeStrided(make([]string, 1), make([]byte, 8), 8); err == nil {
+		t.Error("DecodeStrided of a CBOR type succeeded")
+	}
+}
+
 func FuzzDecode(f *testing.F) {
 	seed, _ := For[named]().Append(nil, named{Name: "x", Values: []float64{1}, Tags: map[string]int{"k": 2}})
 	f.Add(seed)
