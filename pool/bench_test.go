@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -212,6 +213,26 @@ func BenchmarkNew(b *testing.B) {
 			b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), "ms/new")
 		})
 	}
+}
+
+// BenchmarkIdlePool measures what a pool of 6 idle workers costs the
+// parent: its CPU time (getrusage, all threads) per wall-clock second, as
+// parent-cpu-%. Each op is 100 ms of idleness.
+func BenchmarkIdlePool(b *testing.B) {
+	mustPool(b, &Config{Workers: 6})
+	time.Sleep(100 * time.Millisecond) // past the workers' start-up
+	cpu := func() time.Duration {
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			b.Fatal(err)
+		}
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	cpu0, start := cpu(), time.Now()
+	for b.Loop() {
+		time.Sleep(100 * time.Millisecond)
+	}
+	b.ReportMetric(float64(cpu()-cpu0)/float64(time.Since(start))*100, "parent-cpu-%")
 }
 
 // BenchmarkOversubscribed compares CPU-bound throughput of 6 workers on the

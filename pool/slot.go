@@ -276,6 +276,13 @@ func (w *slot) collect(l link) {
 	p := w.p
 	var buf []byte
 	sl, _ := l.(*shmLink)
+	if sl != nil {
+		sl.idle = func() bool {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			return len(w.inflight) == 0
+		}
+	}
 	for {
 		var err error
 		if sl != nil {
