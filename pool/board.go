@@ -524,9 +524,11 @@ func (r *runner) pull(ctx context.Context, h msgHeader, body []byte, sl *shmLink
 			return false, err
 		}
 		// A large claim's results are worth a wake-up: the parent decodes
-		// them while this worker runs on, instead of all at the end.
+		// them while this worker runs on, instead of all at the end; so
+		// are the results of a call whose caller consumes them as they
+		// come.
 		send := sl.sendQuiet
-		if hi-lo >= loudClaim {
+		if hi-lo >= loudClaim || h.flags&flagStream != 0 {
 			send = sl.send
 		}
 		ih := msgHeader{kind: kindTask, flags: h.flags, count: hi - lo, first: lo, job: h.job}

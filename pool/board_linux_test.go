@@ -363,3 +363,61 @@ func TestBoardItems(t *testing.T) {
 		}
 	}
 }
+
+// seenArg is an item of awaitOthers: item 0 waits until the caller has
+// counted Need results in the shared counter Seen (an shm.Array[int32]).
+type seenArg struct {
+	Seen [16]byte
+	I    int
+	Need int32
+}
+
+var awaitOthers = Register("test.awaitothers", func(a seenArg) (bool, error) {
+	if a.I != 0 {
+		return true, nil
+	}
+	var seen shm.Array[int32]
+	if err := seen.UnmarshalBinary(a.Seen[:]); err != nil {
+		return false, err
+	}
+	// Well under idleParkSlice: a parked collector must be woken by the
+	// results, not find them at the end of its slice.
+	for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end); time.Sleep(time.Millisecond) {
+		if atomic.LoadInt32(&seen.Slice()[0]) >= a.Need {
+			return true, nil
+		}
+	}
+	return false, nil // the other results never reached the caller
+})
+
+// TestPulledResultsStream: a pulled call whose caller consumes results as
+// they come (ImapUnordered, Progress) gets each worker's results while
+// another item still runs, not all at the end: item 0 runs until the
+// caller has counted the four others.
+func TestPulledResultsStream(t *testing.T) {
+	p := mustPool(t, &Config{Workers: 2, NoPin: true, ChunkSize: 1})
+	seen, err := shm.NewArray[int32](1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer seen.Close()
+	h, _ := seen.MarshalBinary()
+	args := make([]seenArg, 5)
+	for i := range args {
+		copy(args[i].Seen[:], h)
+		args[i].I, args[i].Need = i, 4
+	}
+	count := func() { atomic.AddInt32(&seen.Slice()[0], 1) }
+
+	for r, err := range ImapUnordered(context.Background(), p, awaitOthers, slices.Values(args)) {
+		if err != nil || !r.Value {
+			t.Fatalf("ImapUnordered item %d = %v, %v: the others' results did not stream", r.Index, r.Value, err)
+		}
+		count()
+	}
+	atomic.StoreInt32(&seen.Slice()[0], 0)
+	got, err := waitResult(t, MapAsync(context.Background(), p, awaitOthers, args, Progress(func(done, total int) { count() })), 10*time.Second)
+	if err != nil || !got[0] {
+		t.Fatalf("Map with Progress: item 0 = %v, %v: the others' results did not stream", got[0], err)
+	}
+}

@@ -241,6 +241,9 @@ func (w *slot) pumpLocked(limit int, inline bool) {
 				flags = flagFailFast
 			}
 			if ch.pull != nil {
+				if ch.c.each != nil || ch.c.cfg.progress != nil {
+					flags |= flagStream // its caller consumes results as they come
+				}
 				w.sendBuf = encodePull(w.sendBuf[:0], ch.pull, ch.c.e, flags)
 				if sl, ok := l.(*shmLink); ok {
 					sl.setCollectSpin(false) // results come quietly: sleep

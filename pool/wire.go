@@ -42,6 +42,7 @@ const (
 	flagDone    = 16 // result: the worker takes no more items of this pulled call
 
 	flagFailFast = 1 // task: the first failed item fails the call; skip the rest
+	flagStream   = 2 // pull: each claim's results wake the parent (Imap, Progress)
 
 	hdrLen = 24
 )
