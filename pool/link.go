@@ -381,10 +381,12 @@ func (l *shmLink) wakeCollector() { l.bell.ring() }
 // parkSlice bounds a parked collector's wait while a result is due,
 // should a wake be lost (a pulled call's participant that died between
 // committing its last message and counting itself out, say). With nothing
-// in flight no result is due and a wake cannot be lost, so an idle
-// collector waits idleParkSlice: an idle pool of 6 workers cost its parent
-// 1.4-1.5% of a CPU in 20 ms wake-ups, against 0.25% with 1 s
-// (BenchmarkIdlePool, whose own timer accounts for part of that).
+// in flight no result is due, so an idle collector waits idleParkSlice:
+// an idle pool of 6 workers cost its parent 1.4-1.5% of a CPU in 20 ms
+// wake-ups, against 0.25% with 1 s (BenchmarkIdlePool, whose own timer
+// accounts for part of that). A call sent meanwhile does not shorten that
+// wait, so in the case above the call's end comes up to idleParkSlice
+// late; it is never lost.
 const (
 	parkSlice     = 20 * time.Millisecond
 	idleParkSlice = time.Second
