@@ -31,12 +31,18 @@ func TestRegisterRules(t *testing.T) {
 	mustPanic("after Init", "inside main cannot exist in a worker", func() {
 		Register("test.late", func(int) (int, error) { return 0, nil })
 	})
+	mustPanic("after Init, naming the call", "more_test.go:", func() {
+		Register("test.late", func(int) (int, error) { return 0, nil })
+	})
 	// Reopen the registry to check duplicate detection.
 	registry.mu.Lock()
 	registry.closed = false
 	registry.mu.Unlock()
 	defer closeRegistry()
 	mustPanic("duplicate", "twice: at", func() {
+		Register("test.cube", func(int) (int, error) { return 0, nil })
+	})
+	mustPanic("duplicate, naming the second Register call", "more_test.go:", func() {
 		Register("test.cube", func(int) (int, error) { return 0, nil })
 	})
 	if _, ok := registry.byName["test.late"]; ok {

@@ -33,10 +33,11 @@ type entry struct {
 	name  string
 	sig   uint64 // fingerprint of the argument and result types
 	types string // "A -> R", for error messages
-	where string // file:line of the Register call, for duplicate panics
-	// returned names the registered function and where it is, the
-	// TaskError.Stack of an error it returns.
-	returned string
+	// registeredAt is the Register call's PC and fnPC the function's:
+	// where and returned name them when a message needs to. Symbolizing
+	// them at every Register cost a worker's start-up 10 µs per function
+	// (every worker runs every Register of the program).
+	registeredAt, fnPC uintptr
 	// call decodes an argument, runs the function and appends the encoded
 	// result to dst. It does not recover panics: the worker loop does.
 	call func(ctx context.Context, dst, arg []byte) ([]byte, error)
@@ -131,11 +132,11 @@ func register[A, R any](name string, orig any, fn func(context.Context, A) (R, e
 	}
 	ta, tr := reflect.TypeFor[A](), reflect.TypeFor[R]()
 	e := &entry{
-		name:     name,
-		types:    ta.String() + " -> " + tr.String(),
-		where:    caller(),
-		returned: funcPlace(orig),
-		ctx:      takesCtx,
+		name:         name,
+		types:        ta.String() + " -> " + tr.String(),
+		registeredAt: caller(),
+		fnPC:         reflect.ValueOf(orig).Pointer(),
+		ctx:          takesCtx,
 		call: func(ctx context.Context, dst, arg []byte) ([]byte, error) {
 			cs := codecs()
 			a, err := cs.arg.DecodeValue(arg)
@@ -169,13 +170,13 @@ func register[A, R any](name string, orig any, fn func(context.Context, A) (R, e
 	registry.mu.Lock()
 	defer registry.mu.Unlock()
 	if registry.closed {
-		panic(fmt.Sprintf("pool: Register(%q) at %s after pool.Init: functions registered inside main cannot exist in a worker; register at package init", name, e.where))
+		panic(fmt.Sprintf("pool: Register(%q) at %s after pool.Init: functions registered inside main cannot exist in a worker; register at package init", name, e.where()))
 	}
 	if registry.byName == nil {
 		registry.byName = make(map[string]*entry)
 	}
 	if old, ok := registry.byName[name]; ok {
-		panic(fmt.Sprintf("pool: Register(%q) twice: at %s and at %s", name, old.where, e.where))
+		panic(fmt.Sprintf("pool: Register(%q) twice: at %s and at %s", name, old.where(), e.where()))
 	}
 	registry.byName[name] = e
 	return Func[A, R]{e: e}
@@ -225,8 +226,10 @@ func fingerprint(name, types string) uint64 {
 // the errors it returns. It is worked out once, at Register: by the time a
 // task's error reaches the worker loop, the frames that returned it are
 // gone, and the function that did is what the reader needs.
-func funcPlace(fn any) string {
-	f := runtime.FuncForPC(reflect.ValueOf(fn).Pointer())
+// returned names the registered function and where it is: the
+// TaskError.Stack of an error it returns.
+func (e *entry) returned() string {
+	f := runtime.FuncForPC(e.fnPC)
 	if f == nil {
 		return ""
 	}
@@ -234,12 +237,24 @@ func funcPlace(fn any) string {
 	return fmt.Sprintf("error returned by %s\n\t%s:%d", f.Name(), file, line)
 }
 
-func caller() string {
-	// Skip caller, register, Register.
-	if _, file, line, ok := runtime.Caller(3); ok {
-		return fmt.Sprintf("%s:%d", file, line)
+// where is the file:line of the Register call, for the panics of
+// duplicate and late registrations.
+func (e *entry) where() string {
+	if e.registeredAt == 0 {
+		return "unknown place"
 	}
-	return "unknown place"
+	f, _ := runtime.CallersFrames([]uintptr{e.registeredAt}).Next()
+	return fmt.Sprintf("%s:%d", f.File, f.Line)
+}
+
+// caller returns the PC of register's caller's caller: the Register call.
+func caller() uintptr {
+	var pc [1]uintptr
+	// Skip Callers, caller, register, Register.
+	if runtime.Callers(4, pc[:]) < 1 {
+		return 0
+	}
+	return pc[0]
 }
 
 // runInitializer runs Config.Initializer in a worker.

@@ -193,7 +193,7 @@ func runItems(dst []byte, h msgHeader, fn taskFn, body []byte, stride int, budge
 			dst = fmt.Appendf(dst[:at+4], "result of task %d encodes to more than the %d-byte limit; return it in an shm.Array", h.first+k, maxValue)
 			dst[mark] = stTooLarge
 		default:
-			dst = appendTaskError(dst[:at+4], terr, e.returned)
+			dst = appendTaskError(dst[:at+4], terr, e.returned())
 			dst[mark] = stErrFull
 		}
 		dst = endItem(dst, at)
