@@ -44,18 +44,27 @@ var (
 
 func runArgs(t *testing.T, n int) (*shm.Array[int32], []runArg) {
 	t.Helper()
-	runs, err := shm.NewArray[int32](n)
+	runs, h := sharedCounters(t, n)
+	args := make([]runArg, n)
+	for i := range args {
+		args[i].Runs, args[i].I = h, i
+	}
+	return runs, args
+}
+
+// sharedCounters makes n shared int32 counters, closed when the test ends,
+// and their handle as a raw task argument carries it.
+func sharedCounters(t *testing.T, n int) (*shm.Array[int32], [16]byte) {
+	t.Helper()
+	a, err := shm.NewArray[int32](n)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { runs.Close() })
-	h, _ := runs.MarshalBinary()
-	args := make([]runArg, n)
-	for i := range args {
-		copy(args[i].Runs[:], h)
-		args[i].I = i
-	}
-	return runs, args
+	t.Cleanup(func() { a.Close() })
+	var h [16]byte
+	b, _ := a.MarshalBinary()
+	copy(h[:], b)
+	return a, h
 }
 
 // killer SIGKILLs a random live worker of p every 5 to 45 ms until stop
@@ -396,16 +405,10 @@ var awaitOthers = Register("test.awaitothers", func(a seenArg) (bool, error) {
 // caller has counted the four others.
 func TestPulledResultsStream(t *testing.T) {
 	p := mustPool(t, &Config{Workers: 2, NoPin: true, ChunkSize: 1})
-	seen, err := shm.NewArray[int32](1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer seen.Close()
-	h, _ := seen.MarshalBinary()
+	seen, h := sharedCounters(t, 1)
 	args := make([]seenArg, 5)
 	for i := range args {
-		copy(args[i].Seen[:], h)
-		args[i].I, args[i].Need = i, 4
+		args[i] = seenArg{Seen: h, I: i, Need: 4}
 	}
 	count := func() { atomic.AddInt32(&seen.Slice()[0], 1) }
 
