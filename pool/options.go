@@ -42,7 +42,10 @@ func Retries(n int) CallOption { return CallOption{set: optRetries, retries: n} 
 // counts results received, and total is -1 until the input is exhausted.
 // Calls come from a pool goroutine, one at a time, done rising, all before
 // the call returns; fn must return quickly and not call into the pool.
-// Without it nothing is counted.
+// Without it nothing is counted. With it, workers report each range of
+// items they finish as they finish it, each report a wake-up of the
+// parent, where a Map without it is told once, at its end: for tasks of
+// a few microseconds that is the slower choice.
 func Progress(fn func(done, total int)) CallOption { return CallOption{set: optProgress, progress: fn} }
 
 // callConfig is a call's settings: the pool's Config overridden by the
