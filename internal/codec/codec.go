@@ -204,16 +204,11 @@ func (c Codec[T]) DecodeValue(b []byte) (T, error) {
 // b[k*step:][:Size], and returns how many it decoded: all of them, or
 // those before the first invalid one (a bool byte other than 0 or 1),
 // whose error it returns. It is for raw types only (Size > 0) and step >=
-// Size; b must hold len(vs) values at that step, or it panics. With step ==
-// Size the values are copied in one go.
+// Size; b must hold len(vs) values at that step, or it panics.
 func (c Codec[T]) DecodeStrided(vs []T, b []byte, step int) (int, error) {
 	p := c.plan()
 	if !p.raw || step < p.size {
 		return 0, fmt.Errorf("decode %v: a stride of %d for raw values of %d bytes: %w", reflect.TypeFor[T](), step, p.size, ErrLength)
-	}
-	if len(p.bools) == 0 && step == p.size {
-		copy(rawSlice(vs, p.size), b[:len(vs)*p.size])
-		return len(vs), nil
 	}
 	for k := range vs {
 		if err := decodeRaw[T](p, b[k*step:k*step+p.size], rawBytes(&vs[k], p.size)); err != nil {
