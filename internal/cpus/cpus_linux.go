@@ -77,8 +77,11 @@ func ReadTopology() (Topology, error) {
 	if err != nil {
 		return Topology{}, err
 	}
-	return readTopology(os.DirFS("/sys"), ids), nil
+	return sysTopology.read(os.DirFS("/sys"), ids), nil
 }
+
+// sysTopology remembers what ReadTopology read from /sys.
+var sysTopology topologyCache
 
 // Layout plans n workers on this process's allowed CPUs; see
 // [Topology.Layout] for the order and for explicit lists.

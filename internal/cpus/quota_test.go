@@ -1,6 +1,7 @@
 package cpus
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -127,5 +128,26 @@ func TestReadTopology(t *testing.T) {
 	}
 	if n := got.cores(); n != 3 {
 		t.Errorf("cores() = %d, want 3", n)
+	}
+}
+
+// TestTopologyCache: a CPU's topology is read from sysfs once; a CPU not
+// seen before is read when it first appears, and the order is the
+// caller's.
+func TestTopologyCache(t *testing.T) {
+	sysfs := fstest.MapFS{
+		"devices/system/cpu/cpu0/topology/physical_package_id": file("0\n"),
+		"devices/system/cpu/cpu0/topology/core_id":             file("0\n"),
+		"devices/system/cpu/cpu1/topology/physical_package_id": file("0\n"),
+		"devices/system/cpu/cpu1/topology/core_id":             file("1\n"),
+	}
+	var tc topologyCache
+	first := tc.read(sysfs, []int{0})
+	// sysfs changes under it: what was read stays, what is new is read.
+	sysfs["devices/system/cpu/cpu0/topology/core_id"] = file("7\n")
+	got := tc.read(sysfs, []int{1, 0})
+	want := []CPU{{ID: 1, Package: 0, Core: 1}, {ID: 0, Package: 0, Core: 0}}
+	if len(first.CPUs) != 1 || first.CPUs[0] != want[1] || !slices.Equal(got.CPUs, want) {
+		t.Fatalf("read = %v then %v, want [%v] then %v", first.CPUs, got.CPUs, want[1], want)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // CPU is one logical CPU (hardware thread) as Linux numbers it.
@@ -167,6 +168,41 @@ func readTopology(sysfs fs.FS, allowed []int) Topology {
 			}
 		}
 		t.CPUs = append(t.CPUs, c)
+	}
+	return t
+}
+
+// topologyCache is a topologyReader's memory: each CPU's package and core,
+// read from sysfs once. They do not change while the machine runs, and a
+// sysfs read costs about 30 µs on a VM: Layout read two files per allowed
+// CPU at every pool.New (117 µs for 2 CPUs; a millisecond for 16).
+type topologyCache struct {
+	mu   sync.Mutex
+	cpus map[int]CPU
+}
+
+// read returns the topology of the allowed CPUs, reading from sysfs only
+// those it has not seen.
+func (tc *topologyCache) read(sysfs fs.FS, allowed []int) Topology {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	var unseen []int
+	for _, id := range allowed {
+		if _, ok := tc.cpus[id]; !ok {
+			unseen = append(unseen, id)
+		}
+	}
+	if len(unseen) > 0 {
+		if tc.cpus == nil {
+			tc.cpus = make(map[int]CPU)
+		}
+		for _, c := range readTopology(sysfs, unseen).CPUs {
+			tc.cpus[c.ID] = c
+		}
+	}
+	t := Topology{CPUs: make([]CPU, 0, len(allowed))}
+	for _, id := range allowed {
+		t.CPUs = append(t.CPUs, tc.cpus[id])
 	}
 	return t
 }
