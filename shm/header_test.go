@@ -3,6 +3,8 @@ package shm
 import (
 	"encoding/binary"
 	"errors"
+	"hash/crc32"
+	"math/rand/v2"
 	"testing"
 )
 
@@ -70,5 +72,21 @@ func TestChecksumCoversEveryField(t *testing.T) {
 	}
 	if got := binary.LittleEndian.Uint32(b[checksumOffset:]); got != h.Checksum {
 		t.Errorf("stored checksum = %#x, want %#x", got, h.Checksum)
+	}
+}
+
+// TestHeaderSum: the bitwise CRC-32C gives what hash/crc32 gives, so the
+// header format is unchanged.
+func TestHeaderSum(t *testing.T) {
+	table := crc32.MakeTable(crc32.Castagnoli)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for n := range 130 {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(rng.Uint32())
+		}
+		if got, want := headerSum(b), crc32.Checksum(b, table); got != want {
+			t.Fatalf("headerSum of %d bytes = %#08x, want %#08x", n, got, want)
+		}
 	}
 }
