@@ -104,8 +104,10 @@ func TestQuota(t *testing.T) {
 	}
 }
 
-func TestReadTopology(t *testing.T) {
-	sysfs := fstest.MapFS{
+// topologySysfs is a sysfs with cpu0 and cpu2 on core 0 of package 0,
+// cpu3 on package 1 named by its SMT siblings only, and cpu5 hidden.
+func topologySysfs() fstest.MapFS {
+	return fstest.MapFS{
 		"devices/system/cpu/cpu0/topology/physical_package_id":  file("0\n"),
 		"devices/system/cpu/cpu0/topology/core_id":              file("0\n"),
 		"devices/system/cpu/cpu0/topology/thread_siblings_list": file("0,2\n"),
@@ -116,7 +118,10 @@ func TestReadTopology(t *testing.T) {
 		"devices/system/cpu/cpu3/topology/thread_siblings_list": file("1,3\n"),
 		// cpu5 has no topology at all.
 	}
-	got := readTopology(sysfs, []int{0, 2, 3, 5})
+}
+
+func TestReadTopology(t *testing.T) {
+	got := readTopology(topologySysfs(), []int{0, 2, 3, 5})
 	want := []CPU{{ID: 0, Package: 0, Core: 0}, {ID: 2, Package: 0, Core: 0}, {ID: 3, Package: 1, Core: 1}, {ID: 5, Package: 0, Core: 5}}
 	if len(got.CPUs) != len(want) {
 		t.Fatalf("readTopology = %v, want %v", got.CPUs, want)
@@ -135,18 +140,13 @@ func TestReadTopology(t *testing.T) {
 // seen before is read when it first appears, and the order is the
 // caller's.
 func TestTopologyCache(t *testing.T) {
-	sysfs := fstest.MapFS{
-		"devices/system/cpu/cpu0/topology/physical_package_id": file("0\n"),
-		"devices/system/cpu/cpu0/topology/core_id":             file("0\n"),
-		"devices/system/cpu/cpu1/topology/physical_package_id": file("0\n"),
-		"devices/system/cpu/cpu1/topology/core_id":             file("1\n"),
-	}
+	sysfs := topologySysfs()
 	var tc topologyCache
 	first := tc.read(sysfs, []int{0})
 	// sysfs changes under it: what was read stays, what is new is read.
 	sysfs["devices/system/cpu/cpu0/topology/core_id"] = file("7\n")
-	got := tc.read(sysfs, []int{1, 0})
-	want := []CPU{{ID: 1, Package: 0, Core: 1}, {ID: 0, Package: 0, Core: 0}}
+	got := tc.read(sysfs, []int{3, 0})
+	want := []CPU{{ID: 3, Package: 1, Core: 1}, {ID: 0, Package: 0, Core: 0}}
 	if len(first.CPUs) != 1 || first.CPUs[0] != want[1] || !slices.Equal(got.CPUs, want) {
 		t.Fatalf("read = %v then %v, want [%v] then %v", first.CPUs, got.CPUs, want[1], want)
 	}
