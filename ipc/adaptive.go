@@ -49,3 +49,32 @@ func (a *adaptiveSpin) record(waited, limit time.Duration) {
 	}
 	a.budget = max(a.budget/2, minSpin)
 }
+
+// Poller polls a condition the way a Ring's waits do before they sleep
+// (bare loads, then PAUSE, then yielding polls), for a budget it learns
+// from its recent polls as a Ring side does. It is for a consumer that
+// waits for a ring's message by other means than the Ring's own calls (a
+// caller watching for its result while a collector sleeps, say) and must
+// not poll longer than the answer is worth. The zero Poller polls for
+// defaultSpin at most; one goroutine at a time uses it.
+type Poller struct {
+	as adaptiveSpin
+}
+
+// Poll polls ready until it reports true (Poll returns true) or the
+// budget is spent (false). A poll that fails counts as a wait longer than
+// any poll, so failures halve the budget as a Ring side's long waits do.
+func (p *Poller) Poll(ready func() bool) bool {
+	for range fastPolls {
+		if ready() {
+			return true
+		}
+	}
+	start := time.Now()
+	if spinUntil(p.as.next(defaultSpin), ready) {
+		p.as.record(time.Since(start), defaultSpin)
+		return true
+	}
+	p.as.record(2*defaultSpin, defaultSpin)
+	return false
+}
