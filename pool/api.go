@@ -13,7 +13,7 @@ import (
 // safe for concurrent use.
 type Result[T any] struct {
 	c   *call
-	val func() T
+	v   T     // the value, written by the call's decoding before it finishes
 	err error // a submit error
 }
 
@@ -36,7 +36,7 @@ func (r *Result[T]) Get(ctx context.Context) (T, error) {
 	if err != nil {
 		return zero, err
 	}
-	return r.val(), nil
+	return r.v, nil
 }
 
 // Cancel ends the call unless it is ready: its tasks not yet begun are
@@ -96,11 +96,10 @@ func ApplyAsync[A, R any](ctx context.Context, p *Pool, f Func[A, R], arg A, opt
 	if err != nil {
 		return &Result[R]{err: err}
 	}
-	var res R
 	c := newCall(f.e, cc, args)
 	c.failFast = true
-	c.dec = func(_ int, b []byte) error { return resc.Decode(b, &res) }
-	r := &Result[R]{c: c, val: func() R { return res }}
+	r := &Result[R]{c: c}
+	c.dec = func(_ int, b []byte) error { return resc.Decode(b, &r.v) }
 	r.err = p.core.submit(c)
 	if r.err == nil {
 		c.watch(ctx)
@@ -130,7 +129,7 @@ func MapAsync[A, R any](ctx context.Context, p *Pool, f Func[A, R], args []A, op
 		return &Result[[]R]{err: err}
 	}
 	c.failFast = true
-	r := &Result[[]R]{c: c, val: func() []R { return out }}
+	r := &Result[[]R]{c: c, v: out}
 	if len(args) == 0 {
 		c.cancel(nil)
 		return r
@@ -180,6 +179,9 @@ func Map[A, R any](ctx context.Context, p *Pool, f Func[A, R], args []A, opts ..
 }
 
 func wait[T any](ctx context.Context, r *Result[T]) (T, error) {
+	if r.err == nil && r.c != nil {
+		r.c.attend() // a blocking caller of a short call waits for its result itself
+	}
 	v, err := r.Get(ctx)
 	if err != nil && r.c != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 		r.c.cancel(ctx.Err())

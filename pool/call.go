@@ -33,9 +33,10 @@ type call struct {
 	// ended, if set, runs once when cancel finishes the call, with the
 	// reason: its missing items will never come.
 	ended func(error)
-	// onFinish, set by submit, runs once when the call finishes early
-	// (failed or cancelled) so workers stop running its items.
-	onFinish func(*call)
+	// owner, set by submit, is the pool running the call: its abortCall
+	// runs once when the call finishes early (failed or cancelled), so
+	// that workers stop running its items.
+	owner *core
 
 	mu        sync.Mutex
 	remaining int
@@ -45,6 +46,10 @@ type call struct {
 	finished  atomic.Bool
 	done      chan struct{}
 	unwatch   func() bool // stops the caller's context watch, if any
+
+	// sentTo is the worker a single-item call was last sent to, for its
+	// caller to attend (attend.go).
+	sentTo atomic.Pointer[slot]
 }
 
 // watch cancels the call when ctx ends first.
@@ -122,8 +127,8 @@ func (t *tally) flush() {
 	finished := (c.remaining == 0 || early) && c.finishLocked()
 	c.mu.Unlock()
 	t.done, t.err = 0, nil
-	if finished && early && c.onFinish != nil {
-		c.onFinish(c)
+	if finished && early && c.owner != nil {
+		c.owner.abortCall(c)
 	}
 }
 
@@ -139,8 +144,8 @@ func (c *call) cancel(err error) {
 		finished = c.finishLocked()
 	}
 	c.mu.Unlock()
-	if finished && c.onFinish != nil {
-		c.onFinish(c)
+	if finished && c.owner != nil {
+		c.owner.abortCall(c)
 	}
 	if finished && c.ended != nil {
 		c.ended(err)
@@ -217,6 +222,9 @@ type encoded struct {
 	// stride > 0: every item is stride bytes, item i at buf[i*stride:]
 	// (fixed-size raw arguments, encoded in one copy).
 	stride int
+
+	// one holds ends for a single argument (Apply): an allocation saved.
+	one [1]int
 }
 
 func (a *encoded) len() int {
@@ -271,7 +279,12 @@ func encodeSlice[A any](e *entry, argc codec.Codec[A], args []A) (*encoded, erro
 // encode, or encodes to more than maxValue bytes, fails the whole call: a
 // *TaskError with the item's index.
 func encodeArgs(e *entry, n int, enc func(dst []byte, i int) ([]byte, error)) (*encoded, error) {
-	a := &encoded{ends: make([]int, 0, n)}
+	a := new(encoded)
+	if n == 1 {
+		a.ends = a.one[:0]
+	} else {
+		a.ends = make([]int, 0, n)
+	}
 	for i := range n {
 		if err := a.add(e, i, func(dst []byte) ([]byte, error) { return enc(dst, i) }); err != nil {
 			return nil, err

@@ -14,7 +14,7 @@ const depth = 2
 // submit queues a call, split into chunks of its chunk size, or of guided
 // sizes when that is 0 (see chunkSizes).
 func (p *core) submit(c *call) error {
-	c.onFinish = p.abortCall
+	c.owner = p
 	if c.cfg.timeout > 0 {
 		p.watchOnce.Do(func() { go p.watchTimeouts() })
 	}
@@ -90,7 +90,11 @@ func (p *core) take(w *slot, limit int) (ch *chunk, l link, stop bool) {
 	for len(w.inflight) < limit && len(p.pending) > 0 {
 		ch = p.pending[0]
 		p.pending[0] = nil
-		p.pending = p.pending[1:]
+		if len(p.pending) == 1 {
+			p.pending = p.pending[:0] // keep the array: the next call reuses it
+		} else {
+			p.pending = p.pending[1:]
+		}
 		if ch.c.finished.Load() {
 			ch = nil
 			continue
@@ -124,6 +128,9 @@ func (p *core) markSent(w *slot, ch *chunk) bool {
 	}
 	ch.seq, ch.sent = w.sent, true
 	w.sent++
+	if ch.c.n == 1 && ch.pull == nil {
+		ch.c.sentTo.Store(w)
+	}
 	return true
 }
 

@@ -110,7 +110,7 @@ type linkControl struct {
 
 	// parked is 1 while the parent's collector waits for a result without
 	// polling: the worker, having committed a message, takes it back and
-	// rings the collector's bell (see shmLink.recvResult). Both sides
+	// rings the collector's bell (see shmLink.park). Both sides
 	// write it.
 	parked atomic.Uint32
 }
@@ -391,12 +391,6 @@ const (
 	parkSlice     = 20 * time.Millisecond
 	idleParkSlice = time.Second
 )
-
-// recvResult is the parent collector's recv: it polls, then parks (see bell).
-func (l *shmLink) recvResult(buf []byte) ([]byte, error) {
-	l.in.AwaitReadable(l.park)
-	return l.recv(context.Background(), buf)
-}
 
 func (l *shmLink) park() {
 	l.ctl.parked.Store(1)

@@ -54,7 +54,7 @@ func TestCallReleasedWhenItReturns(t *testing.T) {
 		if _, err := r.Get(ctx); err == nil {
 			t.Fatal("Get after Cancel = nil error")
 		}
-		results := r.val()
+		results := r.v
 		runtime.AddCleanup(&results[0], func(s string) { gone <- s }, "results")
 		args, results, r = nil, nil, nil
 		if got := collected(gone, 2, 300*time.Millisecond); len(got) != 2 {

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/mproc/mproc/ipc"
 )
 
 // slot is one worker position of a pool: a proc, replaced when it ends.
@@ -48,6 +50,18 @@ type slot struct {
 
 	tasks atomic.Int64
 	busy  atomic.Int64
+
+	// The result ring's consumer: the collector, or a caller attending its
+	// own call (attend.go), whoever holds recvMu. recvLink is the link
+	// being collected (nil once the collector has left it, before the
+	// link closes); recvBroken tells the collector that an attending
+	// caller found the peer broken.
+	recvMu     sync.Mutex
+	recvLink   *shmLink
+	recvBuf    []byte
+	recvBroken bool
+	attendPoll ipc.Poller   // guarded by recvMu
+	attended   atomic.Int64 // messages consumed by attending callers (for tests)
 }
 
 // Slot states. A slot is starting while its first or a replacement
@@ -274,10 +288,11 @@ func (w *slot) pumpLocked(limit int, inline bool) {
 	}
 }
 
-// collect reads result messages until the link ends.
+// collect reads result messages until the link ends. It shares the
+// result ring with callers that attend their own short calls (attend.go):
+// whoever holds recvMu consumes, one message at a time.
 func (w *slot) collect(l link) {
 	p := w.p
-	var buf []byte
 	sl, _ := l.(*shmLink)
 	if sl != nil {
 		sl.idle = func() bool {
@@ -286,76 +301,31 @@ func (w *slot) collect(l link) {
 			return len(w.inflight) == 0
 		}
 	}
+	w.recvMu.Lock()
+	w.recvLink, w.recvBroken = sl, false
+	w.recvMu.Unlock()
+	defer func() {
+		w.recvMu.Lock()
+		w.recvLink, w.recvBuf = nil, nil
+		w.recvMu.Unlock()
+	}()
 	for {
-		var err error
 		if sl != nil {
-			buf, err = sl.recvResult(buf)
-		} else {
-			buf, err = l.recv(context.Background(), buf)
+			sl.in.AwaitReadable(sl.park)
 		}
-		if err != nil {
+		w.recvMu.Lock()
+		if w.recvBroken {
+			w.recvMu.Unlock()
 			return
 		}
-		h, body, err := parseHeader(buf)
-		if err != nil || h.kind != kindResult {
-			return // a broken peer: treat as dead
-		}
-		if h.flags&flagPulled != 0 {
-			if !w.collectPulled(l, h, body) {
-				return
-			}
+		if sl != nil && !sl.in.Readable() {
+			w.recvMu.Unlock() // an attending caller took it
 			continue
 		}
-		partial := h.flags&flagPartial != 0
-		p.mu.Lock()
-		var ch *chunk
-		var c *call
-		timedOut := false
-		for i, x := range w.inflight {
-			if x.job == h.job {
-				ch, c, timedOut = x, x.c, !x.cancelAt.IsZero()
-				if !partial {
-					w.inflight = slices.Delete(w.inflight, i, i+1) // clears the tail: no stale pointer keeps a finished call
-				}
-				break
-			}
-		}
-		if len(w.inflight) > 0 && w.inflight[0].started.IsZero() {
-			w.inflight[0].started = time.Now()
-		}
-		if h.flags&flagRetire != 0 {
-			w.retiring = true
-		}
-		if ch != nil && h.count > 0 {
-			w.noteTime(TaskTime{Func: c.e.name, Index: h.first, Tasks: h.count, Took: time.Duration(h.extra)})
-		}
-		id := w.id
-		p.mu.Unlock()
-		if ch == nil {
-			continue
-		}
-		w.tasks.Add(int64(h.count))
-		w.busy.Add(int64(h.extra))
-		rest, ok := w.deliver(ch, c, timedOut, h, body, id)
-		switch {
-		case !ok:
-			// Items missing or malformed without a reason: a broken peer.
-			// Keep what is left as this worker's running chunk so that
-			// settle counts an attempt, and end the worker.
-			if !partial && rest != nil {
-				p.mu.Lock()
-				w.inflight = append([]*chunk{rest}, w.inflight...)
-				p.mu.Unlock()
-			}
+		ok := w.collectOneLocked(l)
+		w.recvMu.Unlock()
+		if !ok {
 			return
-		case rest != nil && !partial && h.flags&flagRetire != 0:
-			p.requeue(rest) // skipped by a retiring worker: not an attempt
-		}
-		if cap(buf) > 2*softMessage {
-			buf = nil // do not pin a large message's memory
-		}
-		if p.moreToSend() {
-			w.kickSelf()
 		}
 		// The caller just readied sits in this P's run queue; the next
 		// recv would spin on the ring (not yielding the P) and leave it for
@@ -363,6 +333,77 @@ func (w *slot) collect(l link) {
 		// µs on a VM). Let it run here first.
 		runtime.Gosched()
 	}
+}
+
+// collectOneLocked receives one result message and hands its items to
+// their call. It reports false when the link is finished or its peer
+// broke the protocol: the worker is then treated as dead. recvMu is held.
+func (w *slot) collectOneLocked(l link) bool {
+	p := w.p
+	var err error
+	if w.recvBuf, err = l.recv(context.Background(), w.recvBuf); err != nil {
+		return false
+	}
+	buf := w.recvBuf
+	if cap(buf) > 2*softMessage {
+		w.recvBuf = nil // do not pin a large message's memory
+	}
+	h, body, err := parseHeader(buf)
+	if err != nil || h.kind != kindResult {
+		return false // a broken peer: treat as dead
+	}
+	if h.flags&flagPulled != 0 {
+		return w.collectPulled(l, h, body)
+	}
+	partial := h.flags&flagPartial != 0
+	p.mu.Lock()
+	var ch *chunk
+	var c *call
+	timedOut := false
+	for i, x := range w.inflight {
+		if x.job == h.job {
+			ch, c, timedOut = x, x.c, !x.cancelAt.IsZero()
+			if !partial {
+				w.inflight = slices.Delete(w.inflight, i, i+1) // clears the tail: no stale pointer keeps a finished call
+			}
+			break
+		}
+	}
+	if len(w.inflight) > 0 && w.inflight[0].started.IsZero() {
+		w.inflight[0].started = time.Now()
+	}
+	if h.flags&flagRetire != 0 {
+		w.retiring = true
+	}
+	if ch != nil && h.count > 0 {
+		w.noteTime(TaskTime{Func: c.e.name, Index: h.first, Tasks: h.count, Took: time.Duration(h.extra)})
+	}
+	id := w.id
+	p.mu.Unlock()
+	if ch == nil {
+		return true
+	}
+	w.tasks.Add(int64(h.count))
+	w.busy.Add(int64(h.extra))
+	rest, ok := w.deliver(ch, c, timedOut, h, body, id)
+	switch {
+	case !ok:
+		// Items missing or malformed without a reason: a broken peer.
+		// Keep what is left as this worker's running chunk so that
+		// settle counts an attempt, and end the worker.
+		if !partial && rest != nil {
+			p.mu.Lock()
+			w.inflight = append([]*chunk{rest}, w.inflight...)
+			p.mu.Unlock()
+		}
+		return false
+	case rest != nil && !partial && h.flags&flagRetire != 0:
+		p.requeue(rest) // skipped by a retiring worker: not an attempt
+	}
+	if p.moreToSend() {
+		w.kickSelf()
+	}
+	return true
 }
 
 // deliver hands a result message's items to their call. It returns the
