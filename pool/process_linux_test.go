@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/mproc/mproc/internal/leakcheck"
 )
 
@@ -73,7 +75,15 @@ func TestProcessKill(t *testing.T) {
 
 // TestParentKilled starts a helper process that starts a pool, kills the
 // helper with SIGKILL and checks that its workers are gone within a second.
+// The test process is their subreaper meanwhile: orphaned, the workers
+// become its children, and it reaps them itself (and sees how they ended)
+// instead of leaving zombies to a PID 1 that may never reap them, as on a
+// minimal VM init.
 func TestParentKilled(t *testing.T) {
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		t.Fatalf("PR_SET_CHILD_SUBREAPER: %v", err)
+	}
+	defer unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
 	shmBefore, _ := os.ReadDir("/dev/shm")
 	cmd := exec.Command("/proc/self/exe", "-test.run=^$")
 	cmd.Env = append(os.Environ(), "MPROC_TEST_CHILD=parent")
@@ -109,15 +119,24 @@ func TestParentKilled(t *testing.T) {
 	cmd.Wait()
 	killed := time.Now()
 	for _, pid := range pids {
-		for leakcheck.ProcessAlive(pid) {
+		for {
+			var ws unix.WaitStatus
+			got, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil)
+			if err != nil {
+				t.Fatalf("wait4(worker %d): %v; want it reparented to this test process", pid, err)
+			}
+			if got == pid {
+				break // dead and reaped: by its parent-death signal or its own exit
+			}
 			if time.Since(killed) > time.Second {
 				syscall.Kill(pid, syscall.SIGKILL)
+				unix.Wait4(pid, nil, 0, nil)
 				t.Fatalf("worker %d still alive 1s after its parent was killed", pid)
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
 	}
-	t.Logf("workers gone %v after the parent's SIGKILL", time.Since(killed))
+	t.Logf("workers reaped %v after the parent's SIGKILL", time.Since(killed))
 	shmAfter, _ := os.ReadDir("/dev/shm")
 	if len(shmAfter) > len(shmBefore) {
 		t.Errorf("/dev/shm grew: %v -> %v", shmBefore, shmAfter)
