@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -21,14 +24,38 @@ func TestMain(m *testing.M) {
 // The seed's benchmark: density at the origin of n bivariate standard normal
 // samples for 100 widths evenly spaced in [1.0, 1.2].
 var (
-	benchPoint  = []float64{0, 0}
-	benchWidths = kde.Linspace(1.0, 1.2, 100)
-	benchSizes  = []struct {
-		name string
-		n    int
-	}{{"n=1e4", 10_000}, {"n=1e6", 1_000_000}}
+	benchPoint   = []float64{0, 0}
+	benchWidths  = kde.Linspace(1.0, 1.2, 100)
+	benchSizes   = []benchSize{{"n=1e4", 10_000}, {"n=1e6", 1_000_000}}
 	benchWorkers = []int{2, 3, 4, 6}
 )
+
+type benchSize struct {
+	name string
+	n    int
+}
+
+// MPROC_BENCH_WORKERS (a comma-separated list, "1,2,4,8,16" on a many-core
+// machine) replaces benchWorkers; MPROC_BENCH_N (a sample count, 10000 or
+// 1000000) keeps one size.
+func init() {
+	if v := os.Getenv("MPROC_BENCH_WORKERS"); v != "" {
+		benchWorkers = nil
+		for f := range strings.SplitSeq(v, ",") {
+			k, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || k < 1 {
+				panic(fmt.Sprintf("MPROC_BENCH_WORKERS=%q: want positive integers", v))
+			}
+			benchWorkers = append(benchWorkers, k)
+		}
+	}
+	if v := os.Getenv("MPROC_BENCH_N"); v != "" {
+		benchSizes = slices.DeleteFunc(benchSizes, func(s benchSize) bool { return strconv.Itoa(s.n) != v })
+		if len(benchSizes) == 0 {
+			panic(fmt.Sprintf("MPROC_BENCH_N=%q: want 10000 or 1000000", v))
+		}
+	}
+}
 
 // BenchmarkKDE times one whole width sweep per op, four ways, and reports
 // each way's speedup over the serial sweep measured in the same run:
