@@ -659,6 +659,7 @@ func (w *slot) collectPulled(l link, h msgHeader, body []byte) bool {
 	p.mu.Lock()
 	if i := slices.Index(w.inflight, ch); i >= 0 {
 		w.inflight = slices.Delete(w.inflight, i, i+1)
+		w.startHeadLocked()
 	}
 	lost := p.participantDoneLocked(pl)
 	pulling := slices.ContainsFunc(w.inflight, func(x *chunk) bool { return x.pull != nil })

@@ -424,3 +424,23 @@ func TestPulledResultsStream(t *testing.T) {
 		t.Fatalf("Map with Progress: item 0 = %v, %v: the others' results did not stream", got[0], err)
 	}
 }
+
+// Defect: a pushed chunk queued behind a pulled call's participation never
+// started its clock when that participation ended, so its task timeout
+// never fired (a chaos run hung in ExampleCallOption: Map, then Apply with
+// TaskTimeout on the same worker).
+func TestTimeoutBehindPulledCall(t *testing.T) {
+	p := mustPool(t, &Config{Workers: 1, NoPin: true})
+	ctx := context.Background()
+	args := []time.Duration{20 * time.Millisecond, 20 * time.Millisecond, 20 * time.Millisecond}
+	m := MapAsync(ctx, p, sleep, args) // pulled: its pull message goes first
+	a := ApplyAsync(ctx, p, sleep, time.Minute, TaskTimeout(30*time.Millisecond))
+	if _, err := waitResult(t, m, 10*time.Second); err != nil {
+		t.Fatalf("Map = %v", err)
+	}
+	start := time.Now()
+	if _, err := waitResult(t, a, 10*time.Second); !errors.Is(err, ErrTaskTimeout) {
+		t.Fatalf("Apply behind the pulled call = %v, want ErrTaskTimeout", err)
+	}
+	t.Logf("timed out %v after the pulled call returned", time.Since(start))
+}

@@ -369,9 +369,7 @@ func (w *slot) collectOneLocked(l link) bool {
 			break
 		}
 	}
-	if len(w.inflight) > 0 && w.inflight[0].started.IsZero() {
-		w.inflight[0].started = time.Now()
-	}
+	w.startHeadLocked()
 	if h.flags&flagRetire != 0 {
 		w.retiring = true
 	}
@@ -564,6 +562,16 @@ func (w *slot) noteTime(t TaskTime) {
 	w.slowest = slices.Insert(w.slowest, i, t)
 	if len(w.slowest) > slowest {
 		w.slowest = w.slowest[:slowest]
+	}
+}
+
+// startHeadLocked starts the clock of the chunk now first in flight, if it
+// has none yet: the worker runs it from now on, and its task timeout
+// counts from here (see watchTimeouts). Whatever removes w's running chunk
+// calls it. p.mu is held.
+func (w *slot) startHeadLocked() {
+	if len(w.inflight) > 0 && w.inflight[0].started.IsZero() {
+		w.inflight[0].started = time.Now()
 	}
 }
 
