@@ -154,6 +154,9 @@ type pulled struct {
 	n         int
 	workers   int
 	active    int // participants that have not yet sent flagDone or died
+	// wokeAll says the participants' collectors were rung once every
+	// flagDone was committed (see participantDoneLocked).
+	wokeAll bool
 	delivered []atomic.Uint64
 	// mayHaveRun marks items a dead participant's record says it began:
 	// a re-run is charged an attempt. dead holds those workers' errors.
@@ -319,9 +322,17 @@ func (p *core) pullEndedLocked(pl *pulled, rec *claimRecord, we *WorkerError) (r
 func (p *core) participantDoneLocked(pl *pulled) (recover bool) {
 	pl.active--
 	if pl.active > 0 {
-		// The others may have sent flagDone quietly (see working): their
-		// collectors look now, not at the end of a park slice. Only
-		// slots pl was sent to can hold one.
+		// The others may have sent flagDone quietly (see working): once
+		// every participant has committed its flagDone (working reached
+		// zero), their collectors look now, not at the end of a park slice.
+		// Once per call: ringing them at every participant's end cost a
+		// call of N participants N² rings. Before that, the last one to
+		// count itself out rings its own collector, which gets here.
+		// Only slots pl was sent to can hold one.
+		if pl.wokeAll || pl.b.hdr.working.Load() > 0 {
+			return false
+		}
+		pl.wokeAll = true
 		for _, w := range p.slots {
 			sl, ok := w.l.(*shmLink)
 			if ok && sl.bell != nil && slices.ContainsFunc(w.inflight, func(ch *chunk) bool { return ch.pull == pl }) {
