@@ -148,15 +148,15 @@ type claimRecord struct{ job, lo, hi, cur uint64 }
 // slots sent (or about to be sent) its pull message. Guarded by p.mu
 // except delivered, which collectors set with atomic ORs.
 type pulled struct {
-	c         *call
-	b         *board
-	job       uint64
-	n         int
-	workers   int
-	active    int // participants that have not yet sent flagDone or died
+	c       *call
+	b       *board
+	job     uint64
+	n       int
+	workers int
+	active  int // participants that have not yet sent flagDone or died
 	// wokeAll says the participants' collectors were rung once every
 	// flagDone was committed (see participantDoneLocked).
-	wokeAll bool
+	wokeAll   bool
 	delivered []atomic.Uint64
 	// mayHaveRun marks items a dead participant's record says it began:
 	// a re-run is charged an attempt. dead holds those workers' errors.
