@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -72,7 +71,23 @@ type Config struct {
 	Memory bool
 }
 
-var nameOK = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+// nameOK reports whether s is 1 to 64 letters, digits, '-' or '_': a
+// namespace or client name that is one NATS subject token. A loop, not a
+// regexp: compiling one at package init cost every worker process of a
+// binary that imports this package a tenth of a millisecond at start.
+func nameOK(s string) bool {
+	if len(s) < 1 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '_':
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 func (c *Config) withDefaults() (Config, error) {
 	var cfg Config
@@ -82,7 +97,7 @@ func (c *Config) withDefaults() (Config, error) {
 	if cfg.Namespace == "" {
 		cfg.Namespace = "mproc"
 	}
-	if !nameOK.MatchString(cfg.Namespace) {
+	if !nameOK(cfg.Namespace) {
 		return cfg, fmt.Errorf("cluster: Config.Namespace %q: want 1 to 64 letters, digits, '-' or '_'", cfg.Namespace)
 	}
 	if cfg.Workers < 0 || cfg.Nodes < 0 || cfg.NodeWorkers < 0 || cfg.Replicas < 0 || cfg.AckWait < 0 {

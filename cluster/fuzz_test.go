@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"encoding/binary"
+	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/mproc/mproc/internal/bridge"
@@ -80,4 +82,18 @@ func TestIsAck(t *testing.T) {
 			t.Errorf("isAck(%q) = %v, want %v", subj, got, want)
 		}
 	}
+}
+
+// FuzzNameOK: the hand-written check of namespace and client names accepts
+// exactly what `^[A-Za-z0-9_-]{1,64}$` does (it replaced that regexp).
+func FuzzNameOK(f *testing.F) {
+	for _, s := range []string{"", "mproc", "a-b_C9", strings.Repeat("x", 64), strings.Repeat("x", 65), "a.b", "a b", "ü", "*", ">"} {
+		f.Add(s)
+	}
+	want := regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	f.Fuzz(func(t *testing.T, s string) {
+		if got := nameOK(s); got != want.MatchString(s) {
+			t.Fatalf("nameOK(%q) = %v, the regexp says %v", s, got, !got)
+		}
+	})
 }

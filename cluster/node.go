@@ -34,7 +34,7 @@ func Serve(ctx context.Context, cfg *NodeConfig) error {
 	if ns == "" {
 		ns = "mproc"
 	}
-	if !nameOK.MatchString(ns) {
+	if !nameOK(ns) {
 		return fmt.Errorf("cluster: NodeConfig.Namespace %q: want 1 to 64 letters, digits, '-' or '_'", ns)
 	}
 	name := cfg.Name
@@ -340,7 +340,7 @@ func (n *node) parseSubject(subj string) (client string, slot int, ok bool) {
 		return "", 0, false
 	}
 	client, slotText, ok := strings.Cut(rest, ".")
-	if !ok || !nameOK.MatchString(client) {
+	if !ok || !nameOK(client) {
 		return "", 0, false
 	}
 	slot, err := strconv.Atoi(slotText)
@@ -375,7 +375,7 @@ func (n *node) clientAlive(client string) bool {
 // stops, a later one is terminated unrun.
 func (n *node) onCancel(m *nats.Msg) {
 	client := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
-	if len(m.Data) != 8 || !nameOK.MatchString(client) {
+	if len(m.Data) != 8 || !nameOK(client) {
 		return
 	}
 	key := jobKey{client, binary.LittleEndian.Uint64(m.Data)}
