@@ -2,6 +2,7 @@ package pool
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -147,5 +148,39 @@ func TestAttendBrokenPeer(t *testing.T) {
 	}
 	if v, err := Apply(ctx, p, cube, 4); err != nil || v != 64 {
 		t.Fatalf("Apply after the replacement = %v, %v", v, err)
+	}
+}
+
+// TestAttendDuringTerminate: callers attending their Apply while the pool
+// is terminated all return, none hangs on the consumer lock or a link
+// released under it.
+func TestAttendDuringTerminate(t *testing.T) {
+	p, err := New(&Config{Workers: 2, NoPin: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				if _, err := Apply(context.Background(), p, cube, g+i); err != nil {
+					if !errors.Is(err, ErrTerminated) && !errors.Is(err, ErrClosed) {
+						t.Errorf("Apply after Terminate = %v, want ErrTerminated or ErrClosed", err)
+					}
+					return
+				}
+			}
+		})
+	}
+	time.Sleep(50 * time.Millisecond)
+	if err := p.Terminate(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("callers still blocked 10 s after Terminate")
 	}
 }
