@@ -26,7 +26,7 @@ import "runtime"
 // single-item call being sent or sent to one worker.
 func (c *call) attend() {
 	w := c.sentTo.Load()
-	if w == nil || c.finished.Load() || !w.p.cpuToSpare() {
+	if w == nil || c.finished.Load() {
 		return
 	}
 	if !w.recvMu.TryLock() {
@@ -37,11 +37,7 @@ func (c *call) attend() {
 	if sl == nil || w.recvBroken {
 		return
 	}
-	// Only c's messages may be consumed here: a message of another call
-	// would run that call's callbacks (Imap, Progress) on this goroutine.
-	// The worker answers in send order, so while c is the only chunk in
-	// flight, every message in the ring is c's.
-	if !w.p.onlyInflight(w, c) {
+	if !w.p.mayAttend(w, c) {
 		return
 	}
 	// Clear parked so that the worker does not ring the collector for
@@ -75,23 +71,24 @@ func (w *slot) peerBrokenLocked(sl *shmLink) {
 	sl.peerGone()
 }
 
-// cpuToSpare reports whether fewer workers are busy than this process may
-// use CPUs, so that a polling caller takes no CPU a worker needs.
-func (p *core) cpuToSpare() bool {
+// mayAttend reports whether c's caller may poll w's ring: c's chunk is
+// the only one in flight on w, and fewer workers are busy than this
+// process may use CPUs, so that the poll takes no CPU a worker needs.
+// Only c's messages may be consumed by its caller: a message of another
+// call would run that call's callbacks (Imap, Progress) on its goroutine;
+// the worker answers in send order, so while c is alone in flight, every
+// message in the ring is c's. One look under p.mu, on every Apply.
+func (p *core) mayAttend(w *slot, c *call) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if len(w.inflight) != 1 || w.inflight[0].c != c || w.inflight[0].pull != nil {
+		return false
+	}
 	busy := 0
-	for _, w := range p.slots {
-		if len(w.inflight) > 0 {
+	for _, x := range p.slots {
+		if len(x.inflight) > 0 {
 			busy++
 		}
 	}
 	return busy < runtime.NumCPU()
-}
-
-// onlyInflight reports whether c's chunk is the only one in flight on w.
-func (p *core) onlyInflight(w *slot, c *call) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(w.inflight) == 1 && w.inflight[0].c == c && w.inflight[0].pull == nil
 }
